@@ -1,0 +1,84 @@
+"""The base configuration: every key a run reads, with its default.
+
+Experiment configs in `experiments/configs/` start from `base_config()` and override what they need.
+Any key can be overridden on the command line: `--config.batch_size=64 --config.data.source=idx`.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """A ConfigDict with every key gan_jax reads."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_steps = 1000
+  c.batch_size = 100
+  c.k_disc_steps = 1  # discriminator steps per generator step (Algorithm 1's k)
+  c.update_mode = "alternating"  # 'alternating' (Algorithm 1) | 'simultaneous' (reference code)
+  c.steps_per_dispatch = 100  # iterations per jit call, run with lax.scan
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "toy"  # 'toy' | 'digits' | 'idx' | 'tfds'
+  c.data.name = "ring_2d"  # toy name, or TFDS dataset name
+  c.data.dir = ""  # IDX folder, or TFDS data_dir ('' = TFDS default)
+  c.data.num_train = 50000  # train = first num_train of the train set; validation = the rest
+  c.data.scale = "unit"  # 'unit' [0, 1] | 'symmetric' [-1, 1]
+  c.data.layout = "flat"  # 'flat' | 'nhwc'
+  c.data.gcn = False  # global contrast normalisation (the paper's CIFAR-10 setting)
+  c.data.gcn_scale = 55.0
+  # Toy densities.
+  c.data.mean = 0.0  # gaussian_1d
+  c.data.means = (-2.0, 2.0)  # mixture_1d
+  c.data.std = 0.02  # every toy: std of each Gaussian component
+  c.data.num_modes = 8  # ring_2d
+  c.data.radius = 2.0  # ring_2d
+  c.data.grid_side = 5  # grid_2d
+  c.data.spacing = 2.0  # grid_2d
+
+  c.model = ml_collections.ConfigDict()
+  c.model.noise = "uniform"  # 'uniform' U[-sqrt 3, sqrt 3] | 'gaussian' N(0, 1)
+  c.model.noise_dim = 100
+  c.model.generator = "mlp"
+  c.model.g_hidden = (1200, 1200)
+  c.model.g_activation = "relu"
+  c.model.g_output = "sigmoid"  # 'sigmoid' | 'tanh' | 'linear'
+  c.model.g_init_scale = 0.05  # weights U(-s, s); 0 = LeCun normal
+  c.model.g_bias_from_data = True  # output bias = inverse output activation of the data mean
+  c.model.discriminator = "maxout"  # 'maxout' | 'mlp'
+  c.model.d_hidden = (240, 240)
+  c.model.d_pieces = 5
+  c.model.d_activation = "relu"  # 'mlp' discriminator only
+  c.model.d_input_keep = 0.8  # dropout keep probability on D's input ('maxout')
+  c.model.d_hidden_keep = 0.5  # dropout keep probability on later layers' inputs
+  c.model.d_init_scale = 0.005
+  c.model.compute_dtype = "float32"  # 'float32' | 'bfloat16' (params stay float32)
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = "non_saturating"  # 'minimax' | 'non_saturating' | 'least_squares' | 'hinge' | 'wasserstein'
+  c.loss.d_weight = 1.0  # D's loss scale; the reference code uses 0.5
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"  # 'adam' | 'sgd' | 'paper_sgd'
+  c.optimizer.g_lr = 2e-4
+  c.optimizer.d_lr = 2e-4
+  c.optimizer.b1 = 0.5
+  c.optimizer.b2 = 0.999
+  c.optimizer.momentum = 0.0  # 'sgd'
+  c.optimizer.decay_factor = 1.000004  # 'paper_sgd': lr_t = lr / decay_factor**t ...
+  c.optimizer.min_lr = 1e-6  # ... floored here
+  c.optimizer.momentum_start = 0.5  # 'paper_sgd': momentum in epoch 1 ...
+  c.optimizer.momentum_end = 0.7  # ... rising linearly to this ...
+  c.optimizer.momentum_saturate_epoch = 250  # ... at this epoch
+
+  c.log_every = 100
+  c.sample_every = 1000
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.num_samples = 100  # images in each sample grid (fixed noise)
+
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.mode = "auto"  # 'auto' | 'none' | 'pmap' | 'sharding'
+  c.parallel.coordinator_address = ""  # multi-host: 'host:port' of process 0
+  c.parallel.num_processes = 0  # 0: single process (or auto-detected on TPU pods / SLURM)
+  c.parallel.process_id = -1
+  return c

@@ -1,0 +1,160 @@
+"""The input pipeline: one `Data` object per run, selected by `config.data.source`.
+
+Sources:
+  toy     densities sampled on device (`gan_jax.data.toy`);
+  digits  scikit-learn's built-in 8x8 handwritten digits (real data, offline);
+  idx     a folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST);
+  tfds    any TFDS image dataset, read without TensorFlow (`tfds.data_source`).
+
+Image data is small (MNIST: 39 MB as uint8), so the training split lives on the device and batches are
+gathered there, inside the jit-compiled update: `lax.scan` over many steps never waits on the host.
+
+Order and reproducibility: every epoch is a permutation of the whole split drawn from
+`fold_in(data_key, epoch)`. The permutation, the epoch and the position inside it are a `DataState`,
+part of the training state, so a checkpoint saves the exact place in the data and a resumed run sees the
+batches an uninterrupted one would. The global batch is `perm[position*B : (position+1)*B]`; a device
+(or process) takes its contiguous slice of those indices, so each epoch covers every example exactly
+once however the batch is split, and the numbers do not depend on the device count.
+"""
+
+import dataclasses
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gan_jax.data import sources
+from gan_jax.data.toy import ToyDistribution, build_toy
+from gan_jax.errors import UserError
+
+SOURCES = ("toy", "digits", "idx", "tfds")
+
+
+@flax.struct.dataclass
+class DataState:
+  """Where a run is in its data: the current epoch's order and the batches already taken from it."""
+
+  perm: jax.Array  # int32 [N]: the order of this epoch ([1] placeholder for toy data)
+  epoch: jax.Array  # int32 scalar
+  position: jax.Array  # int32 scalar: global batches taken in this epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+  """Draws training batches on device. Static: safe to close over in jit-compiled code."""
+
+  example_shape: tuple
+  num_examples: int = 0
+  scale: str | None = None  # convert stored uint8 with this scale; None: stored as float32
+  toy: ToyDistribution | None = None
+
+  def init_state(self, data_key) -> DataState:
+    n = self.num_examples
+    # Toy data has no order; a one-element placeholder keeps the state checkpointable.
+    perm = jax.random.permutation(jax.random.fold_in(data_key, 0), n) if n else jnp.zeros([1])
+    return DataState(perm=perm.astype(jnp.int32), epoch=jnp.int32(0), position=jnp.int32(0))
+
+  def steps_per_epoch(self, batch_size: int) -> int:
+    return max(self.num_examples // batch_size, 1)
+
+  def next(self, arrays, state: DataState, data_key, example_keys, offset, global_batch):
+    """The local part of the next global batch.
+
+    Args:
+      arrays: the device-resident data (`{'train': [N, ...]}`; empty for toy data).
+      state: the current `DataState`.
+      data_key: the key that seeds each epoch's permutation.
+      example_keys: one key per local example (used by toy data).
+      offset: index of this device's first example within the global batch.
+      global_batch: the global batch size B.
+
+    Returns:
+      (x, state): local examples [b, *example_shape] in float32, and the advanced state.
+    """
+    if self.toy is not None:
+      return jax.vmap(self.toy.sample)(example_keys), state
+    n, b = self.num_examples, example_keys.shape[0]
+
+    def new_epoch(s):
+      epoch = s.epoch + 1
+      perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n).astype(jnp.int32)
+      return DataState(perm=perm, epoch=epoch, position=jnp.int32(0))
+
+    state = lax.cond((state.position + 1) * global_batch > n, new_epoch, lambda s: s, state)
+    idx = lax.dynamic_slice_in_dim(state.perm, state.position * global_batch + offset, b)
+    x = jnp.take(arrays["train"], idx, axis=0)
+    return self.to_float(x), state.replace(position=state.position + 1)
+
+  def to_float(self, x):
+    if self.scale is None:
+      return x.astype(jnp.float32)
+    x = x.astype(jnp.float32)
+    return x / 255.0 if self.scale == "unit" else x / 127.5 - 1.0
+
+
+@dataclasses.dataclass
+class Data:
+  """A run's data: the device sampler, the host arrays it reads, and facts models need."""
+
+  sampler: Sampler
+  arrays: dict  # host numpy arrays, put on device by the trainer
+  mean_example: np.ndarray | None  # mean training example in model scale (for G's output bias)
+  name: str
+  image_shape: tuple | None = None  # (H, W, C) of image data, whatever the layout; None for toy data
+  display_scale: str | None = None  # how to map examples to [0, 1] for pictures
+
+  @property
+  def example_shape(self):
+    return self.sampler.example_shape
+
+
+def prepare_images(images_uint8: np.ndarray, data_config):
+  """uint8 [N, H, W, C] -> (stored array, scale for on-device conversion, example shape)."""
+  layout = data_config.layout
+  if layout not in ("flat", "nhwc"):
+    raise UserError(f"unknown data.layout {layout!r}; choose 'flat' or 'nhwc'")
+  scale = data_config.scale
+  if scale not in ("unit", "symmetric"):
+    raise UserError(f"unknown data.scale {scale!r}; choose 'unit' ([0, 1]) or 'symmetric' ([-1, 1])")
+  x = images_uint8
+  stored_scale = scale
+  if data_config.get("gcn", False):
+    x = sources.global_contrast_normalize(
+        sources.to_float(x, scale).reshape(len(x), -1), scale=data_config.get("gcn_scale", 55.0))
+    x = x.reshape(images_uint8.shape).astype(np.float32)
+    stored_scale = None
+  x = sources.apply_layout(x, layout)
+  return x, stored_scale, tuple(x.shape[1:])
+
+
+def load_split(data_config, split: str) -> np.ndarray:
+  """A split's examples as float32 in model scale and layout (for evaluation, on the host)."""
+  loaded = sources.load_images(data_config, split)
+  x, scale, _ = prepare_images(loaded.images, data_config)
+  if scale is None:
+    return x
+  x = x.astype(np.float32)
+  return x / 255.0 if scale == "unit" else x / 127.5 - 1.0
+
+
+def build_data(config) -> Data:
+  """Loads the training split named by `config.data` and returns the `Data` of a run."""
+  dc = config.data
+  if dc.source not in SOURCES:
+    raise UserError(f"unknown data.source {dc.source!r}; choose one of {list(SOURCES)}")
+  if dc.source == "toy":
+    toy = build_toy(dc)
+    return Data(Sampler(example_shape=(toy.dim,), toy=toy), {}, None, toy.name)
+  loaded = sources.load_images(dc, "train")
+  sources.check_batch_size(len(loaded.images), config.batch_size, "train")
+  x, scale, shape = prepare_images(loaded.images, dc)
+  mean = x.reshape(len(x), -1).mean(axis=0, dtype=np.float64)
+  if scale == "unit":
+    mean = mean / 255.0
+  elif scale == "symmetric":
+    mean = mean / 127.5 - 1.0
+  sampler = Sampler(example_shape=shape, num_examples=len(x), scale=scale)
+  return Data(sampler, {"train": x}, mean.reshape(shape), loaded.name,
+              image_shape=tuple(loaded.images.shape[1:]), display_scale=scale)

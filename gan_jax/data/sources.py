@@ -1,0 +1,292 @@
+"""One entry point for the image data sources, the paper's splits, and numpy preprocessing.
+
+`load_images` loads one split ('train', 'validation' or 'test') of an image data set from one of
+the sources below, as uint8 [N, H, W, C] images and int32 labels:
+
+* 'idx': MNIST-format IDX files in the folder `config.data.dir` (`gan_jax.data.idx`).
+* 'tfds': a TFDS data set `config.data.name` prepared in `config.data.dir` (`gan_jax.data.tfds_source`).
+* 'digits': scikit-learn's 8x8 digits (bundled with scikit-learn, no download).
+
+The 'toy' source (low-dimensional vectors) is handled elsewhere, not here.
+
+Splits follow the GAN paper: 'train' is the first `num_train` examples of the source's train set
+(default 50000, as for MNIST; the paper used 40000 for CIFAR-10), 'validation' is the rest of the
+train set, and 'test' is the source's test set.
+
+The preprocessing helpers (`to_float`, `global_contrast_normalize`, `apply_layout`) and the
+sharding helpers (`shard_indices`, `check_batch_size`) are pure numpy, used by the device pipeline.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+from gan_jax.data import idx
+from gan_jax.data import tfds_source
+from gan_jax.errors import UserError
+
+SOURCES = ('idx', 'tfds', 'digits', 'toy')
+SPLITS = ('train', 'validation', 'test')
+SCALES = ('unit', 'symmetric')
+LAYOUTS = ('flat', 'nhwc')
+
+DEFAULT_NUM_TRAIN = 50000
+
+# 'digits': examples in the train split after the fixed shuffle; the other 297 are validation/test.
+DIGITS_NUM_TRAIN = 1500
+DIGITS_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedData:
+  """One split of an image data set, on the host.
+
+  Attributes:
+    images: uint8 [N, H, W, C].
+    labels: int32 [N], or None if the data set has no labels.
+    name: the data set's name, for logs and file names (e.g. 'mnist', 'digits').
+  """
+
+  images: np.ndarray
+  labels: np.ndarray | None
+  name: str
+
+
+def _get(config_data: Any, key: str, default: Any) -> Any:
+  """`config_data[key]`, or `default` if absent (works for ConfigDict and dict)."""
+  value = config_data.get(key, default)
+  return default if value is None else value
+
+
+def _num_train(config_data: Any) -> int:
+  num_train = _get(config_data, 'num_train', DEFAULT_NUM_TRAIN)
+  if isinstance(num_train, bool) or not isinstance(num_train, (int, np.integer)) or num_train <= 0:
+    raise UserError(
+        f'config.data.num_train must be a positive integer, got {num_train!r}; fix --config.data.num_train'
+    )
+  return int(num_train)
+
+
+def _empty_validation(name: str, num_train: int, num_source_train: int) -> UserError:
+  return UserError(
+      f'the validation split of {name} is empty: num_train={num_train} takes all {num_source_train} '
+      f'examples of its train set; lower --config.data.num_train below {num_source_train}'
+  )
+
+
+def _load_idx(config_data: Any, split: str) -> LoadedData:
+  directory = _get(config_data, 'dir', '')
+  if not directory:
+    raise UserError(
+        'the idx source needs a folder of MNIST-format IDX files; set --config.data.dir=FOLDER '
+        '(e.g. the folder holding train-images-idx3-ubyte.gz)'
+    )
+  name = _get(config_data, 'name', '') or os.path.basename(os.path.normpath(directory))
+  if split == 'test':
+    images, labels = idx.load_idx_split(directory, 'test')
+    return LoadedData(images, labels, name)
+  num_train = _num_train(config_data)
+  images, labels = idx.load_idx_split(directory, 'train')
+  if split == 'train':
+    return LoadedData(images[:num_train], labels[:num_train], name)
+  if num_train >= images.shape[0]:
+    raise _empty_validation(name, num_train, images.shape[0])
+  return LoadedData(images[num_train:], labels[num_train:], name)
+
+
+def _load_tfds(config_data: Any, split: str) -> LoadedData:
+  name = _get(config_data, 'name', '')
+  data_dir = _get(config_data, 'dir', '') or None
+  if split == 'test':
+    images, labels = tfds_source.load_tfds(name, 'test', data_dir)
+    return LoadedData(images, labels, name)
+  num_train = _num_train(config_data)
+  # Slice with TFDS's split syntax so only the examples needed are decoded; a slice past the end
+  # is an error in TFDS, so compare with the size of the train split first.
+  size = tfds_source.tfds_num_examples(name, 'train', data_dir)
+  if split == 'train':
+    tfds_split = 'train' if num_train >= size else f'train[0:{num_train}]'
+  else:
+    if num_train >= size:
+      raise _empty_validation(name, num_train, size)
+    tfds_split = f'train[{num_train}:{size}]'
+  images, labels = tfds_source.load_tfds(name, tfds_split, data_dir)
+  return LoadedData(images, labels, name)
+
+
+def load_digits_split(split: str) -> LoadedData:
+  """Loads scikit-learn's 8x8 digits (1797 images, bundled with scikit-learn; no download).
+
+  Pixel values 0..16 become uint8 0..255 (x * 255 / 16, rounded). The examples are shuffled with a
+  fixed `np.random.RandomState(0)` permutation; 'train' is the first 1500, 'validation' the other
+  297, and 'test' is the same 297 examples as 'validation' (the data set is too small for three
+  splits), so test numbers on digits are not independent of model selection.
+
+  Args:
+    split: 'train', 'validation' or 'test'.
+
+  Returns:
+    The split as uint8 [N, 8, 8, 1] images and int32 labels.
+  """
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top  (slow import)
+
+  digits = datasets.load_digits()
+  images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., np.newaxis]
+  labels = digits.target.astype(np.int32)
+  order = np.random.RandomState(DIGITS_SEED).permutation(images.shape[0])
+  chosen = order[:DIGITS_NUM_TRAIN] if split == 'train' else order[DIGITS_NUM_TRAIN:]
+  return LoadedData(images[chosen], labels[chosen], 'digits')
+
+
+def load_images(config_data: Any, split: str) -> LoadedData:
+  """Loads one split of the image data set that `config_data` describes.
+
+  Args:
+    config_data: the `config.data` ConfigDict (a dict works too) with keys `source` ('idx', 'tfds'
+      or 'digits'), `name` (the TFDS data set name; for idx an optional display name), `dir` (the
+      IDX folder, or the TFDS data_dir; '' for TFDS's default) and optionally `num_train`
+      (default 50000; ignored by 'digits').
+    split: 'train' (the first `num_train` examples of the source's train set), 'validation' (the
+      rest of the train set) or 'test' (the source's test set).
+
+  Returns:
+    The split as a `LoadedData`. For 'tfds' the examples are in TFDS's stored order, which differs
+    from the original files' order, so its validation split is not the same examples as idx's.
+
+  Raises:
+    UserError: for an unknown source or split, missing or corrupt data, or an empty validation
+      split (num_train at least the size of the train set).
+    ValueError: for source 'toy', which is not an image source (callers handle it elsewhere).
+  """
+  if split not in SPLITS:
+    raise UserError(f'unknown split {split!r}; use one of {", ".join(SPLITS)}')
+  source = _get(config_data, 'source', '')
+  if source == 'idx':
+    return _load_idx(config_data, split)
+  if source == 'tfds':
+    return _load_tfds(config_data, split)
+  if source == 'digits':
+    return load_digits_split(split)
+  if source == 'toy':
+    raise ValueError(
+        "source 'toy' holds vectors, not images; load it with the toy data module, not load_images"
+    )
+  raise UserError(f'unknown data source {source!r}; set --config.data.source to one of {", ".join(SOURCES)}')
+
+
+def to_float(images: np.ndarray, scale: str) -> np.ndarray:
+  """Converts uint8 images to float32.
+
+  Args:
+    images: uint8 array of any shape.
+    scale: 'unit' for [0, 1] (x / 255) or 'symmetric' for [-1, 1] (x / 127.5 - 1).
+
+  Returns:
+    A float32 array of the same shape.
+  """
+  images = np.asarray(images)
+  if images.dtype != np.uint8:
+    raise ValueError(f'to_float expects uint8 images, got {images.dtype}')
+  x = images.astype(np.float32)
+  if scale == 'unit':
+    return x / np.float32(255.0)
+  if scale == 'symmetric':
+    return x / np.float32(127.5) - np.float32(1.0)
+  raise UserError(f'unknown pixel scale {scale!r}; use one of {", ".join(SCALES)}')
+
+
+def global_contrast_normalize(
+    x: np.ndarray,
+    scale: float = 55.0,
+    min_divisor: float = 1e-8,
+    subtract_mean: bool = True,
+    use_std: bool = False,
+    sqrt_bias: float = 0.0,
+) -> np.ndarray:
+  """Global contrast normalization, as pylearn2's `pylearn2.expr.preprocessing.global_contrast_normalize`.
+
+  Per example (over all its features): subtract the mean, then divide by
+  `sqrt(sqrt_bias + sum(x**2)) / scale` (or, with `use_std`, by `sqrt(sqrt_bias + var(x, ddof=1)) / scale`);
+  a divisor below `min_divisor` is replaced by 1. pylearn2's CIFAR-10 preprocessing used `scale=55`.
+  Unlike pylearn2, `x` may have any shape [N, ...]; the statistics are over everything but axis 0.
+
+  Args:
+    x: [N, ...] array (uint8 or float).
+    scale: the norm each example is scaled to.
+    min_divisor: divisors smaller than this are replaced by 1.
+    subtract_mean: subtract each example's mean first.
+    use_std: divide by the standard deviation instead of the norm.
+    sqrt_bias: added inside the square root.
+
+  Returns:
+    An array of x's shape: x's dtype if floating, else float32 (computed in float64).
+  """
+  x = np.asarray(x)
+  if scale < min_divisor:
+    raise ValueError(f'scale {scale} must be at least min_divisor {min_divisor}')
+  out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
+  flat = x.reshape(x.shape[0], -1).astype(np.float64)
+  if subtract_mean:
+    flat = flat - flat.mean(axis=1, keepdims=True)
+  if use_std:
+    ddof = 1 if flat.shape[1] > 1 else 0
+    normalizers = np.sqrt(sqrt_bias + flat.var(axis=1, ddof=ddof)) / scale
+  else:
+    normalizers = np.sqrt(sqrt_bias + (flat**2).sum(axis=1)) / scale
+  normalizers[normalizers < min_divisor] = 1.0
+  flat = flat / normalizers[:, np.newaxis]
+  return flat.reshape(x.shape).astype(out_dtype)
+
+
+def apply_layout(x: np.ndarray, layout: str) -> np.ndarray:
+  """Puts a batch of images in the layout a model expects.
+
+  Args:
+    x: [N, H, W, C] array.
+    layout: 'flat' for [N, H * W * C] (MLPs), or 'nhwc' to leave it unchanged (conv nets).
+  """
+  if layout == 'flat':
+    return x.reshape(x.shape[0], -1)
+  if layout == 'nhwc':
+    return x
+  raise UserError(f'unknown data layout {layout!r}; use one of {", ".join(LAYOUTS)}')
+
+
+def shard_indices(num_examples: int, shard_index: int, num_shards: int) -> np.ndarray:
+  """Indices of the examples that process `shard_index` of `num_shards` reads.
+
+  Each shard gets the same number of examples, `num_examples // num_shards`, as one contiguous
+  slice; the last `num_examples % num_shards` examples are dropped so that all processes take the
+  same number of steps.
+
+  Args:
+    num_examples: examples in the split.
+    shard_index: this process's index, in [0, num_shards).
+    num_shards: the number of processes.
+
+  Returns:
+    int64 [num_examples // num_shards] indices.
+  """
+  if num_shards < 1 or not 0 <= shard_index < num_shards:
+    raise ValueError(f'bad shard {shard_index} of {num_shards}')
+  per_shard = num_examples // num_shards
+  if per_shard == 0:
+    raise UserError(
+        f'{num_examples} examples cannot be split across {num_shards} processes; '
+        'use more data or fewer processes'
+    )
+  start = shard_index * per_shard
+  return np.arange(start, start + per_shard, dtype=np.int64)
+
+
+def check_batch_size(n_examples: int, batch_size: int, name: str) -> None:
+  """Raises a UserError if `batch_size` is not positive or larger than the `n_examples` of split `name`."""
+  if batch_size <= 0:
+    raise UserError(f'batch_size must be positive, got {batch_size}; fix --config.batch_size')
+  if batch_size > n_examples:
+    raise UserError(
+        f'batch_size {batch_size} is larger than the {n_examples} examples of split {name}; '
+        'lower --config.batch_size'
+    )

@@ -1,0 +1,285 @@
+"""The GAN: one training state and one pure update (Algorithm 1, or the reference code's simultaneous
+update), written once for one device, many devices under `jax.pmap`, and `jax.jit` with shardings.
+
+Randomness is per example. Iteration t of a run uses `fold_in(root, t)`; its phase j (the k
+discriminator steps, then the generator step) uses `fold_in(., j)`, split into one key per example of
+the *global* batch. Example i's noise, dropout masks and (toy) data come from its own key. A device
+takes the keys of its slice of the batch, so a run's numbers do not depend on how many devices share
+the batch: `pmap`, `sharding` and a single device compute the same update.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import math
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from gan_jax import losses, models, optim
+from gan_jax.data.pipeline import Data, DataState, Sampler
+from gan_jax.errors import UserError
+
+UPDATE_MODES = ("alternating", "simultaneous")
+NOISE_TYPES = ("uniform", "gaussian")
+
+# Independent streams derived from the root key.
+_TRAIN, _DATA, _SAMPLES = 0, 1, 2
+# Per-example sub-streams.
+_NOISE, _DROP_REAL, _DROP_FAKE = 0, 1, 2
+
+
+@flax.struct.dataclass
+class GANState:
+  """Everything that changes during training; a pytree that checkpoints as one unit."""
+
+  step: jax.Array  # int32: completed iterations
+  key: jax.Array  # uint32[2]: the run's root key (never advanced; per-step keys are folded in)
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  data: DataState
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+  """The static parts of a GAN: models, optimizers, loss, noise and the update schedule."""
+
+  generator: nn.Module
+  discriminator: nn.Module
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  loss: losses.GANLoss
+  sampler: Sampler
+  batch_size: int
+  noise: str = "uniform"
+  noise_dim: int = 100
+  k_disc_steps: int = 1
+  update_mode: str = "alternating"
+  d_dropout: bool = True
+  batch_sharding: Any = None  # under jit with a Mesh: how examples are laid out across devices
+
+  # ------------------------------------------------------------------ sampling
+  def sample_noise(self, key):
+    """One noise vector [noise_dim] from one key; uniform has unit variance, U[-sqrt 3, sqrt 3]."""
+    if self.noise == "uniform":
+      return jax.random.uniform(key, (self.noise_dim,), minval=-math.sqrt(3), maxval=math.sqrt(3))
+    return jax.random.normal(key, (self.noise_dim,))
+
+  def noise_batch(self, key, n: int):
+    """[n, noise_dim] noise, example i from `split(key, n)[i]`."""
+    keys = jax.random.split(key, n)
+    return jax.vmap(lambda k: self.sample_noise(jax.random.fold_in(k, _NOISE)))(keys)
+
+  def generate(self, g_params, z):
+    return self.generator.apply({"params": g_params}, z)
+
+  def discriminate(self, d_params, x, keys=None):
+    """Logits [b]. With `keys` (one per example) D runs in training mode, each example drawing its
+    own dropout mask; without, D is deterministic (dropout off, as at test time)."""
+    if keys is None or not self.d_dropout:
+      return self.discriminator.apply({"params": d_params}, x, train=False)
+
+    def one(xi, ki):
+      return self.discriminator.apply({"params": d_params}, xi[None], train=True, rngs={"dropout": ki})[0]
+
+    return jax.vmap(one)(x, keys)
+
+  # ------------------------------------------------------------------ state
+  def init(self, seed: int, mean_example=None) -> GANState:
+    """A fresh state. With `mean_example`, G's output bias starts at the data mean (the paper)."""
+    root = jax.random.PRNGKey(seed)
+    k_g, k_d = jax.random.split(jax.random.fold_in(root, 1_000_003))
+    z = jnp.zeros((1, self.noise_dim))
+    g_params = self.generator.init(k_g, z)["params"]
+    x = jnp.zeros((1,) + tuple(self.sampler.example_shape))
+    d_params = self.discriminator.init(k_d, x, train=False)["params"]
+    if mean_example is not None and "output" in g_params:
+      bias = models.output_bias_for_data(mean_example, self.generator.output_activation)
+      g_params = flax.core.copy(g_params, {"output": dict(g_params["output"], bias=jnp.asarray(bias))})
+    return GANState(
+        step=jnp.int32(0), key=root, g_params=g_params, d_params=d_params,
+        g_opt_state=self.g_tx.init(g_params), d_opt_state=self.d_tx.init(d_params),
+        data=self.sampler.init_state(jax.random.fold_in(root, _DATA)))
+
+  # ------------------------------------------------------------------ update
+  def _local(self, axis_name):
+    """(offset, local batch) of this device's slice of the global batch."""
+    if axis_name is None:
+      return 0, self.batch_size
+    n = lax.axis_size(axis_name)
+    if self.batch_size % n:
+      raise UserError(f"batch_size {self.batch_size} is not divisible by the {n} devices; "
+                      f"use a multiple of {n}")
+    b = self.batch_size // n
+    return lax.axis_index(axis_name) * b, b
+
+  def _shard(self, x):
+    """Lays a global batch out across the mesh (a no-op off the sharding route)."""
+    if self.batch_sharding is None:
+      return x
+    return lax.with_sharding_constraint(x, self.batch_sharding)
+
+  def _example_keys(self, key, offset, b):
+    keys = self._shard(jax.random.split(key, self.batch_size))
+    return keys if b == self.batch_size else lax.dynamic_slice_in_dim(keys, offset, b)
+
+  def train_step(self, state: GANState, arrays, axis_name=None):
+    """One training iteration: k discriminator steps then one generator step (`alternating`, the
+    paper's Algorithm 1), or both gradients from one batch and one set of samples (`simultaneous`,
+    the reference code). Under `pmap`, gradients and metrics are averaged over `axis_name`.
+
+    Returns:
+      (new_state, metrics): metrics is a dict of float32 scalars.
+    """
+    offset, b = self._local(axis_name)
+    step_key = jax.random.fold_in(jax.random.fold_in(state.key, _TRAIN), state.step)
+    data_key = jax.random.fold_in(state.key, _DATA)
+    pmean = (lambda t: lax.pmean(t, axis_name)) if axis_name else (lambda t: t)
+    fold = jax.random.fold_in
+
+    def draw(phase, data_state):
+      keys = self._example_keys(fold(step_key, phase), offset, b)
+      x, data_state = self.sampler.next(arrays, data_state, data_key, keys, offset, self.batch_size)
+      x = self._shard(x)
+      z = jax.vmap(lambda k: self.sample_noise(fold(k, _NOISE)))(keys)
+      drop_real = jax.vmap(lambda k: fold(k, _DROP_REAL))(keys)
+      drop_fake = jax.vmap(lambda k: fold(k, _DROP_FAKE))(keys)
+      return x, z, drop_real, drop_fake, data_state
+
+    def d_objective(d_params, g_params, x, z, drop_real, drop_fake):
+      fake = self.generate(g_params, z)
+      real_logits = self.discriminate(d_params, x, drop_real)
+      fake_logits = self.discriminate(d_params, fake, drop_fake)
+      return self.loss.d(real_logits, fake_logits), (real_logits, fake_logits)
+
+    def g_objective(g_params, d_params, z, drop_fake):
+      fake_logits = self.discriminate(d_params, self.generate(g_params, z), drop_fake)
+      return self.loss.g(fake_logits), fake_logits
+
+    g_params, d_params = state.g_params, state.d_params
+    g_opt, d_opt, data_state = state.g_opt_state, state.d_opt_state, state.data
+
+    if self.update_mode == "alternating":
+      for j in range(self.k_disc_steps):
+        x, z, dr, df, data_state = draw(j, data_state)
+        (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(
+            d_objective, has_aux=True)(d_params, g_params, x, z, dr, df)
+        d_grads = pmean(d_grads)
+        updates, d_opt = self.d_tx.update(d_grads, d_opt, d_params)
+        d_params = optax.apply_updates(d_params, updates)
+      _, z, _, df, _ = draw(self.k_disc_steps, data_state)
+      (g_loss, _), g_grads = jax.value_and_grad(g_objective, has_aux=True)(g_params, d_params, z, df)
+      g_grads = pmean(g_grads)
+    elif self.update_mode == "simultaneous":
+      x, z, dr, df, data_state = draw(0, data_state)
+
+      def joint(g_params, d_params):
+        fake = self.generate(g_params, z)
+        real_logits = self.discriminate(d_params, x, dr)
+        fake_logits = self.discriminate(d_params, fake, df)
+        return (self.loss.d(real_logits, fake_logits), self.loss.g(fake_logits)), (real_logits, fake_logits)
+
+      (d_loss, g_loss), vjp, (real_logits, fake_logits) = jax.vjp(joint, g_params, d_params, has_aux=True)
+      one, zero = jnp.ones_like(d_loss), jnp.zeros_like(d_loss)
+      d_grads = pmean(vjp((one, zero))[1])
+      g_grads = pmean(vjp((zero, one))[0])
+      updates, d_opt = self.d_tx.update(d_grads, d_opt, d_params)
+      d_params = optax.apply_updates(d_params, updates)
+    else:
+      raise UserError(f"unknown update_mode {self.update_mode!r}; choose one of {list(UPDATE_MODES)}")
+
+    updates, g_opt = self.g_tx.update(g_grads, g_opt, g_params)
+    g_params = optax.apply_updates(g_params, updates)
+
+    d_real, d_fake = jax.nn.sigmoid(real_logits), jax.nn.sigmoid(fake_logits)
+    metrics = {
+        "d_loss": d_loss,
+        "g_loss": g_loss,
+        "value": losses.value(real_logits, fake_logits),
+        "d_real": jnp.mean(d_real),
+        "d_fake": jnp.mean(d_fake),
+        "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
+        "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
+        "d_grad_norm": optax.global_norm(d_grads),
+        "g_grad_norm": optax.global_norm(g_grads),
+    }
+    metrics = pmean(metrics)
+    new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                              g_opt_state=g_opt, d_opt_state=d_opt, data=data_state)
+    return new_state, metrics
+
+  def train_steps(self, state: GANState, arrays, num_steps: int, axis_name=None):
+    """`num_steps` iterations in one `lax.scan`; metrics come back stacked [num_steps]."""
+
+    def body(s, _):
+      return self.train_step(s, arrays, axis_name)
+
+    return lax.scan(body, state, None, length=num_steps)
+
+
+def build_gan(config, data: Data) -> GAN:
+  """The `GAN` described by `config` for `data`."""
+  if config.update_mode not in UPDATE_MODES:
+    raise UserError(f"unknown update_mode {config.update_mode!r}; choose one of {list(UPDATE_MODES)}")
+  if config.update_mode == "simultaneous" and config.k_disc_steps != 1:
+    raise UserError("update_mode='simultaneous' takes one batch per iteration; set k_disc_steps=1")
+  if config.k_disc_steps < 1:
+    raise UserError(f"k_disc_steps must be >= 1, got {config.k_disc_steps}")
+  if config.model.noise not in NOISE_TYPES:
+    raise UserError(f"unknown model.noise {config.model.noise!r}; choose one of {list(NOISE_TYPES)}")
+  if config.batch_size < 1:
+    raise UserError(f"batch_size must be >= 1, got {config.batch_size}")
+  spe = data.sampler.steps_per_epoch(config.batch_size)
+  oc = config.optimizer
+  discriminator = models.build_discriminator(config.model)
+  return GAN(
+      generator=models.build_generator(config.model, data.example_shape),
+      discriminator=discriminator,
+      g_tx=optim.build_optimizer(oc, oc.g_lr, spe),
+      d_tx=optim.build_optimizer(oc, oc.d_lr, spe * config.k_disc_steps),
+      loss=losses.get_loss(config.loss),
+      sampler=data.sampler,
+      batch_size=config.batch_size,
+      noise=config.model.noise,
+      noise_dim=config.model.noise_dim,
+      k_disc_steps=config.k_disc_steps,
+      update_mode=config.update_mode,
+      d_dropout=models.uses_dropout(discriminator),
+  )
+
+
+def fixed_noise(gan: GAN, seed: int, n: int):
+  """The noise batch used for sample grids: the same for every step of a run."""
+  return gan.noise_batch(jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLES), n)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _generate_jit(gan, g_params, key, n):
+  return gan.generate(g_params, gan.noise_batch(key, n))
+
+
+def generate_samples(gan: GAN, g_params, key, n: int, batch: int = 1000) -> np.ndarray:
+  """n samples from G as a host array, in batches of `batch`."""
+  out = []
+  for i in range(0, n, batch):
+    out.append(np.asarray(_generate_jit(gan, g_params, jax.random.fold_in(key, i), min(batch, n - i))))
+  return np.concatenate(out)
+
+
+def params_sha256(state: GANState) -> str:
+  """SHA-256 of both networks' parameters (names, shapes, dtypes, bytes): equal runs, equal hash."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path({"g": state.g_params, "d": state.d_params})[0]:
+    a = np.asarray(leaf)
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()

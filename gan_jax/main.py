@@ -1,0 +1,31 @@
+"""Command line: `python -m gan_jax.main --config=experiments/configs/X.py --workdir=DIR`.
+
+Intentionally short: the logic is in `gan_jax.train`, which can be imported and tested. Any config key
+can be overridden with `--config.KEY=VALUE` (e.g. `--config.num_steps=500`). Running the same command
+on a workdir that has checkpoints resumes the run.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from gan_jax import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (Python).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and samples.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from gan_jax import train  # pylint: disable=g-import-not-at-top
+  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  logging.info("done: %s", summary)
+  print(f"trained to step {summary['step']} in {summary['wall_time_s']:.1f} s "
+        f"({summary['iters_per_s']} it/s); outputs in {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  sys.exit(cli.run(main))
