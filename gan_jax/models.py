@@ -119,56 +119,55 @@ class MLPDiscriminator(nn.Module):
     return nn.Dense(1, kernel_init=init, dtype=self.dtype, name="logit")(h)[:, 0].astype(jnp.float32)
 
 
-GENERATORS = {"mlp": MLPGenerator}
-DISCRIMINATORS = {"maxout": MaxoutDiscriminator, "mlp": MLPDiscriminator}
-
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def _compute_dtype(model_config):
+def compute_dtype(model_config):
+  """The dtype of matmuls and convolutions (`model.compute_dtype`); parameters stay float32."""
   name = model_config.get("compute_dtype", "float32")
   if name not in _DTYPES:
     raise UserError(f"unknown model.compute_dtype {name!r}; choose one of {sorted(_DTYPES)}")
   return _DTYPES[name]
 
 
+def _mlp_generator(mc, example_shape):
+  return MLPGenerator(hidden=tuple(mc.g_hidden), output_shape=tuple(example_shape),
+                      hidden_activation=mc.g_activation, output_activation=mc.g_output,
+                      init_scale=mc.g_init_scale, dtype=compute_dtype(mc))
+
+
+def _maxout_discriminator(mc):
+  return MaxoutDiscriminator(units=tuple(mc.d_hidden), pieces=mc.d_pieces, input_keep=mc.d_input_keep,
+                             hidden_keep=mc.d_hidden_keep, init_scale=mc.d_init_scale,
+                             dtype=compute_dtype(mc))
+
+
+def _mlp_discriminator(mc):
+  return MLPDiscriminator(hidden=tuple(mc.d_hidden), hidden_activation=mc.d_activation,
+                          dropout_keep=mc.d_hidden_keep, init_scale=mc.d_init_scale,
+                          dtype=compute_dtype(mc))
+
+
+# Registries: `model.generator` / `model.discriminator` name -> builder.
+# A generator builder takes (model_config, example_shape); a discriminator builder (model_config).
+GENERATORS = {"mlp": _mlp_generator}
+DISCRIMINATORS = {"maxout": _maxout_discriminator, "mlp": _mlp_discriminator}
+
+
 def build_generator(model_config, example_shape) -> nn.Module:
   """Builds the generator named by `model_config.generator` for examples of `example_shape`."""
-  g = model_config.generator
-  if g not in GENERATORS:
-    raise UserError(f"unknown model.generator {g!r}; choose one of {sorted(GENERATORS)}")
-  return MLPGenerator(
-      hidden=tuple(model_config.g_hidden),
-      output_shape=tuple(example_shape),
-      hidden_activation=model_config.g_activation,
-      output_activation=model_config.g_output,
-      init_scale=model_config.g_init_scale,
-      dtype=_compute_dtype(model_config),
-  )
+  name = model_config.generator
+  if name not in GENERATORS:
+    raise UserError(f"unknown model.generator {name!r}; choose one of {sorted(GENERATORS)}")
+  return GENERATORS[name](model_config, example_shape)
 
 
 def build_discriminator(model_config) -> nn.Module:
   """Builds the discriminator named by `model_config.discriminator`."""
-  d = model_config.discriminator
-  dtype = _compute_dtype(model_config)
-  if d == "maxout":
-    return MaxoutDiscriminator(
-        units=tuple(model_config.d_hidden),
-        pieces=model_config.d_pieces,
-        input_keep=model_config.d_input_keep,
-        hidden_keep=model_config.d_hidden_keep,
-        init_scale=model_config.d_init_scale,
-        dtype=dtype,
-    )
-  if d == "mlp":
-    return MLPDiscriminator(
-        hidden=tuple(model_config.d_hidden),
-        hidden_activation=model_config.d_activation,
-        dropout_keep=model_config.d_hidden_keep,
-        init_scale=model_config.d_init_scale,
-        dtype=dtype,
-    )
-  raise UserError(f"unknown model.discriminator {d!r}; choose one of {sorted(DISCRIMINATORS)}")
+  name = model_config.discriminator
+  if name not in DISCRIMINATORS:
+    raise UserError(f"unknown model.discriminator {name!r}; choose one of {sorted(DISCRIMINATORS)}")
+  return DISCRIMINATORS[name](model_config)
 
 
 def uses_dropout(discriminator: nn.Module) -> bool:

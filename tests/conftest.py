@@ -1,0 +1,42 @@
+"""Test setup: 8 fake CPU devices (so parallel code runs in CI) and fast XLA compilation.
+
+Both flags must be set before JAX is imported. `--xla_backend_optimization_level=0` roughly halves
+compile times on CPU, which dominate this suite; comparisons in tests are always between runs compiled
+the same way.
+"""
+
+import os
+import sys
+
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8", FAST_COMPILE]).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "experiments", "configs")
+
+
+def subprocess_env(devices: int = 1) -> dict:
+  """Environment for a child Python process: the repo importable, `devices` fake CPU devices."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_PLATFORMS"] = "cpu"
+  return env
+
+
+def load_config(name: str, arg: str = "smoke"):
+  """`experiments/configs/NAME.py`'s `get_config(arg)`."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(f"config_{name}", os.path.join(CONFIGS, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture
+def python():
+  return sys.executable
