@@ -1,9 +1,11 @@
 """Shared entry-point handling: a user's mistake is one line on stderr and exit code 2.
 
-`run(main)` wraps `absl.app.run`: flag errors (an unknown or ill-typed `--config.KEY`, a config file
-that does not exist) and `UserError`s print one `error: ...` line and exit 2, never a traceback.
+`run(main, config_flag)` wraps `absl.app.run`: flag errors (an unknown or ill-typed `--config.KEY`, a
+config file that does not exist or does not load) and `UserError`s print one `error: ...` line and exit
+2, never a traceback.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -11,36 +13,55 @@ from absl import app, flags, logging
 from gan_jax.errors import UserError
 
 
-def _one_line(text: str) -> str:
+def _one_line(text) -> str:
   lines = [line.strip() for line in str(text).splitlines() if line.strip()]
   return " ".join(lines) if len(lines) <= 3 else lines[0]
 
 
-def run(main) -> int:
-  """Runs an absl `main`, turning user errors into one clear line and a non-zero exit."""
+def _fail(message) -> int:
+  logging.flush()
+  print(f"error: {_one_line(message)}", file=sys.stderr)
+  return 2
+
+
+def _config_error(e: Exception, argv) -> str:
+  """A one-line explanation of why the config flag did not parse or load."""
+  if isinstance(e, AttributeError | KeyError):
+    key = str(e).strip("\"'")
+    bad = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
+    where = bad[0] if bad else f"'{key}'"
+    return (f"unknown config key {where}: every key and its default is in gan_jax/config.py "
+            "(or the experiment's config file)")
+  text = str(e)
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "").split(":")[0]
+  if path and not os.path.isfile(path):
+    return f"config file {path} does not exist; pass --config=experiments/configs/NAME.py (e.g. digits.py)"
+  return f"cannot load config file {path}: {type(e).__name__}: {text}"
+
+
+def run(main, config_flag=None) -> int:
+  """Runs an absl `main`; user errors become one clear line and exit code 2."""
+  argv = sys.argv
+  try:
+    rest = flags.FLAGS(argv)  # parse here so flag errors are ours to report
+    if config_flag is not None:
+      config_flag.value.keys()  # a config that failed to load raises on first use: surface it now
+  except flags.Error as e:
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, AttributeError | KeyError | OSError | ImportError):
+      return _fail(_config_error(cause, argv))
+    return _fail(e)
+  except UserError as e:
+    return _fail(e)
+  except (AttributeError, KeyError, OSError, ImportError, SyntaxError) as e:
+    return _fail(_config_error(e, argv))
+
   def wrapped(argv):
     try:
       return main(argv)
     except UserError as e:
-      logging.flush()
-      print(f"error: {_one_line(e)}", file=sys.stderr)
-      sys.exit(2)
+      sys.exit(_fail(e))
 
-  try:
-    flags.FLAGS(sys.argv)  # parse here so flag errors are ours to report
-  except flags.Error as e:
-    print(f"error: {_one_line(_flag_message(e))}", file=sys.stderr)
-    return 2
-  except UserError as e:
-    print(f"error: {_one_line(e)}", file=sys.stderr)
-    return 2
-  app.run(wrapped, argv=sys.argv)
+  # Parsing twice would load the config file again and define its `--config.KEY` flags twice.
+  app.run(wrapped, argv=argv, flags_parser=lambda _: rest)
   return 0
-
-
-def _flag_message(e: Exception) -> str:
-  msg = str(e)
-  cause = e.__cause__ or e.__context__
-  if "--config" in msg and isinstance(cause, FileNotFoundError | ImportError | OSError):
-    return f"config file not found or not loadable ({cause}); pass --config=experiments/configs/NAME.py"
-  return msg

@@ -28,4 +28,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  sys.exit(cli.run(main))
+  sys.exit(cli.run(main, _CONFIG))
