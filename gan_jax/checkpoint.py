@@ -1,12 +1,21 @@
 """Checkpoints with Orbax: the whole `GANState` and the run's config, in `WORKDIR/checkpoints`.
 
-Orbax writes each checkpoint to a temporary folder and renames it when complete, so a process killed
-mid-save leaves the previous checkpoints as they were. On restore, a checkpoint that cannot be read is
-skipped, with a warning, for the one before it.
+A checkpoint holds both networks' parameters and optimizer states, the step, the PRNG key and the
+data-order position (`GANState`), plus the config as JSON. Orbax writes each checkpoint to a
+temporary folder and renames it when complete, so a process killed mid-save leaves the previous
+checkpoints as they were; the next run deletes the unfinished folder (`cleanup_tmp_directories`).
+
+On restore, a checkpoint that cannot be read is skipped, with a warning, for the one before it; the
+unreadable ones are then moved to `WORKDIR/checkpoints_unreadable/` (Orbax never saves a step at or
+below its latest one, so leaving them would block every later save). If none can be read, the
+restore is refused.
 
 A checkpoint is resumed only by a config that trains the same thing. Keys that control how a run is
 driven (its length, logging, parallelism) may change; anything else that differs is refused, naming
 the keys.
+
+Multi-host: every process calls `save` and `restore` with the same arguments (Orbax synchronises
+them and lets process 0 write the metadata); `directory` must be on a filesystem all hosts share.
 """
 
 import json
@@ -27,6 +36,20 @@ RESUMABLE_KEYS = ("num_steps", "steps_per_dispatch", "log_every", "sample_every"
 py_logging.getLogger("absl").setLevel(py_logging.INFO)
 for _name in ("orbax", "orbax.checkpoint"):
   py_logging.getLogger(_name).setLevel(py_logging.WARNING)
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops Orbax's INFO lines (dozens per save); its warnings and errors, and our lines, pass."""
+
+  _ORBAX_DIR = os.path.dirname(os.path.dirname(os.path.abspath(ocp.__file__))) + os.sep
+
+  def filter(self, record):
+    return record.levelno >= py_logging.WARNING or not record.pathname.startswith(self._ORBAX_DIR)
+
+
+# Orbax logs through absl, i.e. the Python logger 'absl', so filtering its own loggers is not enough.
+if not any(isinstance(f, _QuietOrbax) for f in py_logging.getLogger("absl").filters):
+  py_logging.getLogger("absl").addFilter(_QuietOrbax())
 
 
 def _flatten(d, prefix=""):
@@ -62,23 +85,35 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int = 3):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max(keep, 1), create=True,
-                                           enable_async_checkpointing=False)
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "config"))
 
   def latest_step(self):
+    """The newest checkpoint's step, or None."""
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
   def save(self, step: int, state, config: ml_collections.ConfigDict) -> None:
-    """Saves `state` (a host pytree) at `step`; returns once it is on disk."""
+    """Saves `state` (a host pytree) at `step`; returns once it is on disk. A saved step is kept."""
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, args=ocp.args.Composite(
+    self.manager.save(step, force=True, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_to_json(config))))
     self.manager.wait_until_finished()
 
   def restore(self, template, config: ml_collections.ConfigDict):
     """The newest readable checkpoint as a state shaped like `template`, or None when there is none.
+
+    Args:
+      template: a state with the shapes and dtypes to restore (a fresh `GAN.init`).
+      config: the current run's config, compared with the checkpoint's.
+
+    Returns:
+      The restored state, or None for a directory without checkpoints.
 
     Raises:
       UserError: the config differs from the checkpoint's in keys a resume may not change, or no
@@ -95,19 +130,43 @@ class Checkpointer:
         saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         diff = config_differences(saved["config"], current)
         if diff:
-          raise UserError(f"the config differs from the checkpoint's in {'; '.join(diff)}: "
-                          f"use a new --workdir, or the original values, to resume {self.directory}")
+          raise UserError(f"the config differs from the checkpoint's (step {step}) in {'; '.join(diff)}: "
+                          f"resume with the original values, or use a new --workdir than "
+                          f"{os.path.dirname(self.directory)}")
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))
-        return restored["state"]
       except UserError:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        logging.warning("checkpoint at step %d cannot be read (%s); trying an older one", step, msg)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg if len(msg) <= 160 else msg[:157] + "..."  # TensorStore appends its whole spec
+        logging.warning("checkpoint at step %d in %s cannot be read (%s); trying an older one",
+                        step, self.directory, msg)
         errors.append(f"step {step}: {msg}")
+        continue
+      if errors:
+        self._set_aside([s for s in steps if s > step])
+      return restored["state"]
     raise UserError(f"no readable checkpoint in {self.directory} ({'; '.join(errors)}): "
-                    "move the folder away to start afresh")
+                    "move that folder away to start afresh")
+
+  def _set_aside(self, steps):
+    """Moves unreadable checkpoints out of Orbax's way, keeping them for inspection."""
+    if jax.process_index() == 0:
+      aside = self.directory + "_unreadable"
+      os.makedirs(aside, exist_ok=True)
+      for step in steps:
+        if not os.path.isdir(os.path.join(self.directory, str(step))):
+          continue
+        dst, n = os.path.join(aside, str(step)), 1
+        while os.path.exists(dst):
+          dst, n = os.path.join(aside, f"{step}.{n}"), n + 1
+        os.replace(os.path.join(self.directory, str(step)), dst)
+        logging.warning("moved the unreadable checkpoint at step %d to %s", step, dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("gan_jax_checkpoints_set_aside")
+    self.manager.reload()
 
   def close(self):
     self.manager.close()

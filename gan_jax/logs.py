@@ -1,20 +1,26 @@
 """Metric logs (JSON lines and TensorBoard) and progress reporting.
 
-Logs survive resumption exactly: a run resumed from the checkpoint at step c first drops every JSON
-line after step c and opens its TensorBoard writer with `purge_step=c + 1`, which tells TensorBoard to
-discard events after c written by the interrupted process. Each step then appears exactly once.
+Logs survive resumption exactly. A run resumed from the checkpoint at step c first drops every record
+after step c, from `metrics.jsonl` and from the TensorBoard event files (which it rewrites), then
+appends; a run that starts afresh drops them all. So each log step appears exactly once, with the
+values of the run that reached it from the checkpoint. The loop calls `flush` before each checkpoint,
+so records up to a checkpoint's step are on disk before the checkpoint is.
 
 Only process 0 writes; the other processes of a multi-host run get a writer that does nothing.
 """
 
+import glob
 import json
 import math
 import os
+import struct
 import sys
 import time
 
 import jax
 from absl import logging
+from tensorboardX.proto import event_pb2
+from tensorboardX.record_writer import RecordWriter, masked_crc32c
 
 
 class MetricWriter:
@@ -23,15 +29,20 @@ class MetricWriter:
   def __init__(self, workdir: str, start_step: int = 0, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.tb_dir = os.path.join(workdir, "tensorboard")
+    self.last_record = {}  # the newest record kept from an earlier run, without its step
     self._tb = None
     if not self.enabled:
       return
     self._truncate_after(start_step)
+    for path in glob.glob(os.path.join(self.tb_dir, "events.out.tfevents.*")):
+      _truncate_events(path, start_step)
     self._file = open(self.path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                               purge_step=start_step + 1 if start_step else None)
+      # File names hold the time in seconds; two writers opened within one second (a quick resume)
+      # would share a name, the second overwriting the first. The suffix tells them apart, in order.
+      self._tb = SummaryWriter(self.tb_dir, filename_suffix=f".{time.time_ns()}")
 
   def _truncate_after(self, step: int):
     if not os.path.exists(self.path):
@@ -41,8 +52,10 @@ class MetricWriter:
     kept = []
     for line in lines:
       try:
-        if json.loads(line)["step"] <= step:
-          kept.append(line)
+        record = json.loads(line)
+        if record["step"] <= step:
+          kept.append(line if line.endswith("\n") else line + "\n")
+          self.last_record = {k: v for k, v in record.items() if k != "step"}
       except (ValueError, KeyError):
         break  # a line cut short by a kill: everything after it is newer than any checkpoint
     tmp = self.path + ".tmp"
@@ -60,6 +73,13 @@ class MetricWriter:
       for k, v in metrics.items():
         self._tb.add_scalar(k, float(v), int(step))
 
+  def flush(self):
+    """Puts everything written so far on disk (TensorBoard queues events in memory)."""
+    if self.enabled:
+      self._file.flush()
+      if self._tb is not None:
+        self._tb.flush()
+
   def close(self):
     if self.enabled:
       self._file.close()
@@ -76,6 +96,55 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _read_records(path: str) -> tuple[list[bytes], bool]:
+  """The TFRecord payloads of an event file, and whether the file ended cleanly (not cut by a kill)."""
+  with open(path, "rb") as f:
+    buf = f.read()
+  out, i = [], 0
+  while i + 12 <= len(buf):
+    (n,) = struct.unpack("<Q", buf[i:i + 8])
+    end = i + 12 + n + 4
+    if end > len(buf) or struct.unpack("<I", buf[end - 4:end])[0] != masked_crc32c(buf[i + 12:end - 4]):
+      break
+    out.append(buf[i + 12:end - 4])
+    i = end
+  return out, i == len(buf)
+
+
+def _truncate_events(path: str, step: int):
+  """Rewrites an event file without the scalars logged after `step`; deletes it if none are left."""
+  records, clean = _read_records(path)
+  kept, dropped = [], not clean
+  for data in records:
+    event = event_pb2.Event.FromString(data)
+    if event.HasField("summary") and event.step > step:
+      dropped = True
+    else:
+      kept.append(data)
+  if not dropped:
+    return
+  if not any(event_pb2.Event.FromString(d).HasField("summary") for d in kept):
+    os.remove(path)
+    return
+  tmp = path + ".tmp"
+  writer = RecordWriter(tmp)
+  for data in kept:
+    writer.write(data)
+  writer.close()
+  os.replace(tmp, path)
+
+
+def read_tensorboard(workdir: str) -> dict[str, list[tuple[int, float]]]:
+  """Every scalar in `workdir/tensorboard`'s event files: tag -> [(step, value)], sorted by step."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))):
+    for data in _read_records(path)[0]:
+      event = event_pb2.Event.FromString(data)
+      for value in event.summary.value:
+        out.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+  return {tag: sorted(values) for tag, values in out.items()}
+
+
 class Progress:
   """A tqdm bar (it/s, ETA) on a terminal; plain periodic log lines otherwise."""
 
@@ -89,9 +158,12 @@ class Progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
 
-  def restart_clock(self):
-    """Starts timing now (call after compilation, so it/s measures training alone)."""
-    self._t0, self._s0 = time.perf_counter(), self.step
+  def restart_clock(self, step: int):
+    """Measures speed from `step` on (call after compiling, so it/s measures training alone)."""
+    self._t0, self._s0 = time.perf_counter(), step
+    if self._bar is not None:
+      self._bar.update(step - self.step)
+      self.step = step
 
   def update(self, step: int, postfix: dict | None = None):
     if not self.enabled:
@@ -106,8 +178,9 @@ class Progress:
       self._last_print = now
       rate = (step - self._s0) / max(now - self._t0, 1e-9)
       eta = (self.total - step) / rate if rate > 0 else math.inf
+      speed = f"{rate:.1f} it/s" if step > self._s0 else "? it/s"
       extra = " ".join(f"{k}={v:.3f}" for k, v in (postfix or {}).items())
-      logging.info("step %d/%d  %.1f it/s  ETA %s  %s", step, self.total, rate, _fmt_eta(eta), extra)
+      logging.info("step %d/%d  %s  ETA %s  %s", step, self.total, speed, _fmt_eta(eta), extra)
 
   def close(self):
     if self._bar is not None:

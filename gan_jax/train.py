@@ -4,6 +4,14 @@ Phases: set up (data, models, parallel runner) -> restore the latest checkpoint 
 -> train in dispatches of `steps_per_dispatch` iterations (`lax.scan` on device; metrics stay there
 until a log step) -> at step boundaries: log, sample, checkpoint, stop on request -> write the summary.
 
+Reliability (docs/CHECKPOINTS.md):
+  resume       the same command on the same workdir continues from the latest checkpoint, bit-exactly:
+               the dispatch lengths depend only on the current step, and a scan of n steps computes
+               what n scans of one step do, so a resumed run repeats the uninterrupted run's arithmetic.
+  preemption   SIGTERM or SIGINT: a checkpoint at the next step boundary, a one-line message, return.
+  non-finite   a NaN or Inf in a metric (losses, gradient norms) or in the state about to be saved
+               raises `NonFiniteError` naming the step and the quantity; nothing bad is ever saved.
+
 Everything the loop writes lives in `workdir`:
   checkpoints/        Orbax checkpoints (state + config), the last `keep_checkpoints`
   metrics.jsonl       one JSON record per log step
@@ -14,6 +22,7 @@ Everything the loop writes lives in `workdir`:
   summary.json        step, wall_time_s, iters_per_s, final d_loss/g_loss, params_sha256, ...
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -29,9 +38,15 @@ from gan_jax import checkpoint, gan as gan_lib, logs, parallel, plotting
 from gan_jax.data import pipeline
 from gan_jax.errors import UserError
 
+_CURVES = ("d_loss", "g_loss", "d_real", "d_fake")
 
-class NonFiniteError(RuntimeError):
-  """A loss or gradient became NaN or Inf; the message names the step and the quantity."""
+
+class NonFiniteError(UserError):
+  """A loss, gradient or parameter became NaN or Inf; the message names the step and the quantity.
+
+  A `UserError` because the fix is the user's (a lower learning rate, other data), so the command line
+  prints it as one `error:` line.
+  """
 
 
 class _StopRequest:
@@ -53,12 +68,24 @@ class _StopRequest:
       raise KeyboardInterrupt
     self.signal = signal.Signals(signum).name
 
+  def requested(self) -> bool:
+    """Whether any process was asked to stop; all processes must call this at the same steps."""
+    if jax.process_count() == 1:
+      return self.signal is not None
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    flags = multihost_utils.process_allgather(np.int32(self.signal is not None))
+    if np.any(flags) and self.signal is None:
+      self.signal = "SIGTERM (another process)"
+    return bool(np.any(flags))
+
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
 
 def _prepare_workdir(workdir: str) -> str:
+  if not workdir:
+    raise UserError("no workdir given: pass --workdir=DIR (a new folder starts a run, an old one resumes it)")
   workdir = os.path.abspath(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -72,19 +99,41 @@ def _prepare_workdir(workdir: str) -> str:
 
 
 def _check_config(config):
-  for key in ("num_steps", "steps_per_dispatch", "log_every", "sample_every", "checkpoint_every"):
+  for key in ("num_steps", "steps_per_dispatch", "log_every", "sample_every", "checkpoint_every",
+              "keep_checkpoints"):
     if config[key] < 1:
       raise UserError(f"{key} must be >= 1, got {config[key]}")
 
 
 def _first_nonfinite(metrics: dict, first_step: int):
-  """(step, name) of the earliest non-finite value in stacked metrics, or None."""
-  bad = None
+  """(step, name) of the earliest non-finite value in stacked metrics (a loss before other metrics
+  of the same step, as it is the cause users look for), or None."""
+  bad = []
   for name, values in metrics.items():
     idx = np.flatnonzero(~np.isfinite(np.asarray(values)))
-    if idx.size and (bad is None or idx[0] < bad[0]):
-      bad = (int(idx[0]), name)
-  return None if bad is None else (first_step + bad[0], bad[1])
+    if idx.size:
+      bad.append((int(idx[0]), not name.endswith("_loss"), name))
+  if not bad:
+    return None
+  i, _, name = min(bad)
+  return first_step + i, name
+
+
+def _first_nonfinite_state(state: gan_lib.GANState):
+  """The name of the first part of a host state holding a NaN or Inf, or None."""
+  for name in ("g_params", "d_params", "g_opt_state", "d_opt_state"):
+    for leaf in jax.tree.leaves(getattr(state, name)):
+      a = np.asarray(leaf)
+      if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+        return name
+  return None
+
+
+def _nonfinite_message(name: str, step: int, last_good) -> str:
+  kept = (f"the last good checkpoint (step {last_good}) is intact and a rerun resumes from it"
+          if last_good is not None else "no checkpoint had been saved")
+  return (f"non-finite {name} (NaN or Inf) at step {step}: training stopped and saved nothing; {kept}. "
+          "Lower the learning rate or check the data")
 
 
 def save_samples(gan, g_params, z, data: pipeline.Data, path: str, title: str, toy_d_fn=None):
@@ -109,111 +158,117 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains the GAN described by `config`, writing everything to `workdir`; resumes if it can.
 
   Returns:
-    The summary (also written to `workdir/summary.json`).
+    The summary (also written to `workdir/summary.json`); `stopped_by` names the signal of a
+    preempted run.
 
   Raises:
-    UserError: bad config, data or workdir.
-    NonFiniteError: a loss or gradient became non-finite (the last good checkpoint is kept).
+    UserError: bad config, data or workdir; a checkpoint that does not match the config or that
+      cannot be read.
+    NonFiniteError: a loss, gradient or parameter became non-finite (the last good checkpoint is kept).
   """
   t_start = time.perf_counter()
-  _check_config(config)
-  parallel.maybe_initialize_distributed(config.parallel)
-  workdir = _prepare_workdir(workdir)
-  is_main = jax.process_index() == 0
+  with contextlib.ExitStack() as stack:
+    stop = stack.enter_context(_StopRequest())  # first: a signal during set-up also stops cleanly
+    _check_config(config)
+    parallel.maybe_initialize_distributed(config.parallel)
+    workdir = _prepare_workdir(workdir)
+    is_main = jax.process_index() == 0
 
-  data, gan, state = setup(config)
-  runner = parallel.Runner(gan, config.parallel.mode)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  restored = ckpt.restore(state, config)
-  if restored is not None:
-    state = restored
-    logging.info("resuming from the checkpoint at step %d in %s", int(state.step), ckpt.directory)
-  start_step = int(state.step)
-  if start_step >= config.num_steps:
-    logging.info("the workdir's checkpoint is at step %d >= num_steps %d: nothing to train",
-                 start_step, config.num_steps)
+    # ---------------------------------------------------------------- set-up and resume
+    data, gan, state = setup(config)
+    runner = parallel.Runner(gan, config.parallel.mode)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    stack.callback(ckpt.close)
+    restored = ckpt.restore(state, config)
+    if restored is not None:
+      state = restored
+      logging.info("resuming from the checkpoint at step %d in %s", int(state.step), ckpt.directory)
+    else:
+      logging.info("no checkpoint in %s: starting at step 0", ckpt.directory)
+    start_step = step = int(state.step)
+    if start_step >= config.num_steps:
+      logging.info("the checkpoint is at step %d >= num_steps %d: nothing to train", start_step,
+                   config.num_steps)
+    writer = logs.MetricWriter(workdir, start_step)
+    stack.callback(writer.close)
+    last = writer.last_record
+    z_fixed = gan_lib.fixed_noise(gan, config.seed, config.num_samples)
+    arrays = runner.put(data.arrays)
+    state = runner.put(state)
+    progress = logs.Progress(config.num_steps, step)
+    stack.callback(progress.close)
+    pending = []  # (first step, metrics on device) of dispatches not yet checked and logged
 
-  writer = logs.MetricWriter(workdir, start_step)
-  z_fixed = gan_lib.fixed_noise(gan, config.seed, config.num_samples)
-  arrays = runner.put(data.arrays)
-  state = runner.put(state)
-  step, pending = start_step, []
-  last = {}
-  progress = logs.Progress(config.num_steps, step)
-  train_time, trained = 0.0, 0
+    def flush():
+      """Fetches pending metrics, fails on a non-finite value, returns the latest step's metrics."""
+      nonlocal pending
+      if not pending:
+        return last
+      host = [(s0, jax.device_get(m)) for s0, m in pending]
+      pending = []
+      for s0, m in host:
+        bad = _first_nonfinite(m, s0 + 1)
+        if bad:
+          raise NonFiniteError(_nonfinite_message(bad[1], bad[0], ckpt.latest_step()))
+      return {k: float(v[-1]) for k, v in host[-1][1].items()}
 
-  def flush():
-    """Fetches pending metrics, fails on a non-finite value, returns the latest step's metrics."""
-    nonlocal pending
-    if not pending:
-      return last
-    host = [(s0, jax.device_get(m)) for s0, m in pending]
-    pending = []
-    for s0, m in host:
-      bad = _first_nonfinite(m, s0 + 1)
+    def save_checkpoint():
+      """Checkpoints the state at `step` unless that is done; refuses a non-finite state."""
+      if step in ckpt.all_steps():
+        return
+      host = runner.get(state)
+      bad = _first_nonfinite_state(host)
       if bad:
-        raise NonFiniteError(
-            f"non-finite {bad[1]} at step {bad[0]}: the run stopped; the last good checkpoint "
-            f"(step {ckpt.latest_step()}) is intact. Lower the learning rate or check the data.")
-    return {k: float(v[-1]) for k, v in host[-1][1].items()}
+        raise NonFiniteError(_nonfinite_message(bad, step, ckpt.latest_step()))
+      writer.flush()  # the logs up to `step` reach the disk before the checkpoint that vouches for them
+      ckpt.save(step, host, config)
 
-  def save_checkpoint():
-    ckpt.save(step, runner.get(state), config)
+    def next_event(s):
+      ends = [config.num_steps]
+      for every in (config.log_every, config.sample_every, config.checkpoint_every):
+        ends.append((s // every + 1) * every)
+      return min(ends)
 
-  def next_event(s):
-    ends = [config.num_steps]
-    for every in (config.log_every, config.sample_every, config.checkpoint_every):
-      ends.append((s // every + 1) * every)
-    return min(ends)
-
-  with _StopRequest() as stop:
-    try:
-      while step < config.num_steps:
-        n = min(config.steps_per_dispatch, next_event(step) - step)
-        t0 = time.perf_counter()
-        compiled_before = runner.compile_time_s
-        state, metrics = runner.run(state, arrays, n)
-        pending.append((step, metrics))
-        step += n
-        if runner.compile_time_s != compiled_before:
-          jax.block_until_ready(metrics)
-          progress.restart_clock()
-        else:
-          train_time += time.perf_counter() - t0
-          trained += n
-        at = lambda every: step % every == 0 or step == config.num_steps  # pylint: disable=cell-var-from-loop
-        if at(config.log_every):
-          last = flush()
-          writer.write(step, last)
-          progress.update(step, {k: last[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")})
-        if at(config.sample_every) and is_main:
-          last = flush()
-          g_params = runner.get(state.g_params)
-          path = save_samples(gan, g_params, z_fixed, data,
-                              os.path.join(workdir, "samples", f"step_{step:07d}.png"), f"step {step}")
-          _copy(path, os.path.join(workdir, "samples.png"))
-        if at(config.checkpoint_every):
-          last = flush()
-          save_checkpoint()
-        if stop.signal:
-          last = flush()
-          if step not in ckpt.manager.all_steps():
-            writer.write(step, last)
-          save_checkpoint()
-          logging.info("%s received: saved a checkpoint at step %d in %s; run the same command to resume",
-                       stop.signal, step, ckpt.directory)
-          print(f"{stop.signal} received: checkpoint saved at step {step}; rerun the same command to resume.",
-                flush=True)
-          break
-      last = flush()
-      if step >= config.num_steps and ckpt.latest_step() != step:
+    # ---------------------------------------------------------------- training
+    t_loop, excluded_s, excluded_steps = time.perf_counter(), 0.0, 0
+    while step < config.num_steps and not stop.requested():
+      # The length depends on `step` alone, so a resumed run dispatches exactly as an uninterrupted one.
+      n = min(config.steps_per_dispatch, next_event(step) - step)
+      t0, compiled_before = time.perf_counter(), runner.compile_time_s
+      state, metrics = runner.run(state, arrays, n)
+      pending.append((step, metrics))
+      step += n
+      if runner.compile_time_s != compiled_before:  # keep compilation out of it/s
+        jax.block_until_ready(metrics)
+        excluded_s, excluded_steps = excluded_s + time.perf_counter() - t0, excluded_steps + n
+        progress.restart_clock(step)
+      at = lambda every: step % every == 0 or step == config.num_steps  # pylint: disable=cell-var-from-loop
+      if not (at(config.log_every) or at(config.sample_every) or at(config.checkpoint_every)):
+        continue
+      last = flush()  # waits for the device: training time ends here, file writing starts
+      t_io = time.perf_counter()
+      if at(config.log_every):
+        writer.write(step, last)
+        progress.update(step, {k: last[k] for k in _CURVES if k in last})
+      if at(config.sample_every) and is_main:
+        path = save_samples(gan, runner.get(state.g_params), z_fixed, data,
+                            os.path.join(workdir, "samples", f"step_{step:07d}.png"), f"step {step}")
+        _copy(path, os.path.join(workdir, "samples.png"))
+      if at(config.checkpoint_every):
         save_checkpoint()
-    finally:
-      jax.block_until_ready(state)
-      progress.close()
-      writer.close()
-      ckpt.close()
+      excluded_s += time.perf_counter() - t_io
+    last = flush()
+    jax.block_until_ready(state)
+    train_time = time.perf_counter() - t_loop - excluded_s
+    trained = step - start_step - excluded_steps
+    save_checkpoint()  # the end of the run, or the boundary a stop request asked for
+    if stop.signal:
+      logging.info("%s: checkpoint at step %d in %s", stop.signal, step, ckpt.directory)
+      if is_main:
+        print(f"{stop.signal} received: saved a checkpoint at step {step} of {config.num_steps}; "
+              "run the same command to resume.", flush=True)
 
+  # ---------------------------------------------------------------- summary
   final = runner.get(state)
   summary = {
       "step": step,
@@ -221,15 +276,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "wall_time_s": round(time.perf_counter() - t_start, 3),
       "train_time_s": round(train_time, 3),
       "compile_time_s": round(runner.compile_time_s, 3),
-      "iters_per_s": round(trained / train_time, 2) if train_time > 0 else None,
-      "d_loss": last.get("d_loss"),
-      "g_loss": last.get("g_loss"),
-      "d_real": last.get("d_real"),
-      "d_fake": last.get("d_fake"),
+      "iters_per_s": round(trained / train_time, 2) if trained > 0 and train_time > 0 else None,
+      **{k: last.get(k) for k in _CURVES},
       "params_sha256": gan_lib.params_sha256(final),
       "parallel_mode": runner.mode,
       "num_devices": runner.num_devices,
       "device": jax.devices()[0].device_kind,
+      "resumed_from": start_step,
       "stopped_by": stop.signal,
   }
   if is_main:
@@ -240,8 +293,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       path = save_samples(gan, final.g_params, z_fixed, data,
                           os.path.join(workdir, "samples", f"step_{step:07d}.png"), f"step {step}")
       _copy(path, os.path.join(workdir, "samples.png"))
-    with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:
+    tmp = os.path.join(workdir, "summary.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
       json.dump(summary, f, indent=2)
+    os.replace(tmp, os.path.join(workdir, "summary.json"))
   return summary
 
 
