@@ -52,10 +52,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_hidden_keep = 0.5  # dropout keep probability on later layers' inputs
   c.model.d_init_scale = 0.005
   c.model.compute_dtype = "float32"  # 'float32' | 'bfloat16' (params stay float32)
+  c.model.d_spectral_norm = False  # D uses W / sigma(W) for every weight matrix (gan_jax/penalties.py)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "non_saturating"  # 'minimax' | 'non_saturating' | 'least_squares' | 'hinge' | 'wasserstein'
   c.loss.d_weight = 1.0  # D's loss scale; the reference code uses 0.5
+  c.loss.penalty = "none"  # gradient penalty on D: 'none' | 'wgan_gp' | 'zero_gp' | 'r1' (gan_jax/penalties.py)
+  c.loss.penalty_weight = 10.0  # its weight (WGAN-GP's lambda; gamma / 2 for R1)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"  # 'adam' | 'sgd' | 'paper_sgd'

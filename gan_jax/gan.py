@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from gan_jax import losses, models, optim
+from gan_jax import losses, models, optim, penalties
 from gan_jax.data.pipeline import Data, DataState, Sampler
 from gan_jax.errors import UserError
 
@@ -64,6 +64,9 @@ class GAN:
   k_disc_steps: int = 1
   update_mode: str = "alternating"
   d_dropout: bool = True
+  penalty: str = "none"  # gradient penalty on D (gan_jax.penalties), added to D's loss
+  penalty_weight: Any = 10.0  # a float, or a traced scalar when runs are vmapped (gan_jax.vmap_train)
+  d_spectral_norm: bool = False  # D computes with spectrally normalised weights (gan_jax.penalties)
   batch_sharding: Any = None  # under jit with a Mesh: how examples are laid out across devices
 
   # ------------------------------------------------------------------ sampling
@@ -84,6 +87,8 @@ class GAN:
   def discriminate(self, d_params, x, keys=None):
     """Logits [b]. With `keys` (one per example) D runs in training mode, each example drawing its
     own dropout mask; without, D is deterministic (dropout off, as at test time)."""
+    if self.d_spectral_norm:
+      d_params = penalties.spectral_normalize(d_params)
     if keys is None or not self.d_dropout:
       return self.discriminator.apply({"params": d_params}, x, train=False)
 
@@ -131,6 +136,13 @@ class GAN:
     keys = self._shard(jax.random.split(key, self.batch_size))
     return keys if b == self.batch_size else lax.dynamic_slice_in_dim(keys, offset, b)
 
+  def _penalty(self, d_params, real, fake, keys):
+    """penalty_weight * the gradient penalty (0 for 'none'); `keys` are the real examples' dropout keys."""
+    if self.penalty == "none":
+      return 0.0
+    d_fn = lambda x, k: self.discriminate(d_params, x, k)
+    return self.penalty_weight * penalties.gradient_penalty(self.penalty, d_fn, real, fake, keys)
+
   def train_step(self, state: GANState, arrays, axis_name=None):
     """One training iteration: k discriminator steps then one generator step (`alternating`, the
     paper's Algorithm 1), or both gradients from one batch and one set of samples (`simultaneous`,
@@ -158,7 +170,8 @@ class GAN:
       fake = self.generate(g_params, z)
       real_logits = self.discriminate(d_params, x, drop_real)
       fake_logits = self.discriminate(d_params, fake, drop_fake)
-      return self.loss.d(real_logits, fake_logits), (real_logits, fake_logits)
+      d_loss = self.loss.d(real_logits, fake_logits) + self._penalty(d_params, x, fake, drop_real)
+      return d_loss, (real_logits, fake_logits)
 
     def g_objective(g_params, d_params, z, drop_fake):
       fake_logits = self.discriminate(d_params, self.generate(g_params, z), drop_fake)
@@ -185,7 +198,8 @@ class GAN:
         fake = self.generate(g_params, z)
         real_logits = self.discriminate(d_params, x, dr)
         fake_logits = self.discriminate(d_params, fake, df)
-        return (self.loss.d(real_logits, fake_logits), self.loss.g(fake_logits)), (real_logits, fake_logits)
+        d_loss = self.loss.d(real_logits, fake_logits) + self._penalty(d_params, x, fake, dr)
+        return (d_loss, self.loss.g(fake_logits)), (real_logits, fake_logits)
 
       (d_loss, g_loss), vjp, (real_logits, fake_logits) = jax.vjp(joint, g_params, d_params, has_aux=True)
       one, zero = jnp.ones_like(d_loss), jnp.zeros_like(d_loss)
@@ -253,6 +267,9 @@ def build_gan(config, data: Data) -> GAN:
       k_disc_steps=config.k_disc_steps,
       update_mode=config.update_mode,
       d_dropout=models.uses_dropout(discriminator),
+      penalty=penalties.check_penalty(config.loss.get("penalty", "none")),
+      penalty_weight=float(config.loss.get("penalty_weight", 10.0)),
+      d_spectral_norm=bool(config.model.get("d_spectral_norm", False)),
   )
 
 

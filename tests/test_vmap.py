@@ -1,0 +1,126 @@
+"""Many runs in one program (gan_jax.vmap_train): each vmapped member against the same run trained
+alone, on toy data (seeds and a learning rate vmapped) and on image data across an epoch boundary
+(each member's own data order)."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import load_config
+from gan_jax import gan as gan_lib, vmap_train
+from gan_jax.data import pipeline
+from gan_jax.errors import UserError
+
+
+def _tree_max_diff(a, b):
+  diffs = [np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)), initial=0.0)
+           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+  return float(max(diffs))
+
+
+def _solo(config, data, num_steps):
+  """`config` trained alone, as gan_jax.train does it: one state, one jit-compiled train_steps."""
+  gan = gan_lib.build_gan(config, data)
+  mean = data.mean_example if config.model.g_bias_from_data else None
+  state = jax.jit(lambda: gan.init(config.seed, mean))()
+  return jax.jit(functools.partial(gan.train_steps, num_steps=num_steps))(state, data.arrays)
+
+
+def _toy(seed, g_lr, d_weight=1.0):
+  c = load_config("mog_2d", "smoke")
+  c.parallel.mode = "none"
+  c.batch_size = 16
+  c.model.noise_dim = 4
+  c.model.g_hidden = c.model.d_hidden = (8,)
+  # Plain SGD: Adam divides by sqrt(second moment), which turns float-rounding differences in
+  # near-zero gradients into lr-sized steps; SGD keeps them at rounding size, so the comparison can
+  # be tight.
+  c.optimizer.name = "sgd"
+  c.optimizer.momentum = 0.5
+  c.optimizer.g_lr, c.optimizer.d_lr = g_lr, 0.05
+  c.loss.d_weight = d_weight
+  c.seed = seed
+  return c
+
+
+@pytest.fixture(scope="module")
+def toy_group():
+  # Members 0-2 are compared with solo runs; member 3's learning rate makes it diverge.
+  configs = [_toy(0, 0.05), _toy(1, 0.05), _toy(2, 0.02, d_weight=0.5), _toy(3, 1e30)]
+  group = vmap_train.VmapGroup.build(configs)
+  states, history, info = vmap_train.train(group, num_steps=8, steps_per_dispatch=8, log_every=4)
+  return configs, group, states, history, info
+
+
+def test_members_match_solo_runs_with_other_seeds_and_hyperparameters(toy_group):
+  configs, group, states, history, _ = toy_group
+  assert sorted(group.varying) == ["loss.d_weight", "optimizer.g_lr"]
+  solo_by_hparams = {}
+  for i, config in enumerate(configs[:3]):
+    solo, metrics = _solo(config, group.data, 8)
+    member = group.member(states, i)
+    assert _tree_max_diff(member, solo) < 1e-6, i
+    np.testing.assert_allclose(history["d_loss"][i], np.asarray(metrics["d_loss"])[[3, 7]], rtol=1e-5)
+    solo_by_hparams.setdefault((config.optimizer.g_lr, config.loss.d_weight), []).append(member)
+  # Different seeds and hyperparameters really trained different runs.
+  assert _tree_max_diff(group.member(states, 0).g_params, group.member(states, 1).g_params) > 1e-3
+  np.testing.assert_array_equal(history["step"], [4, 8])
+
+
+def test_a_diverging_member_is_reported_and_leaves_the_others_alone(toy_group):
+  _, _, _, history, info = toy_group
+  assert info["nonfinite_step"][:3] == [None, None, None]
+  assert info["nonfinite_step"][3] is not None and 1 <= info["nonfinite_step"][3] <= 8
+  assert np.all(np.isfinite(history["d_loss"][:3]))
+  assert info["iters_per_s"] > 0
+
+
+def test_image_members_keep_their_own_data_order_across_epochs():
+  """digits: 1,500 examples, batch 100, so step 16 starts epoch 2 with a new permutation per seed.
+  Dropout in D and the paper's SGD schedule run too."""
+  configs = []
+  for seed in (0, 1):
+    c = load_config("digits", "smoke")
+    c.parallel.mode = "none"
+    c.model.noise_dim = 8
+    c.model.g_hidden = (16,)
+    c.model.d_hidden, c.model.d_pieces = (8,), 2
+    c.optimizer.name = "paper_sgd"
+    c.optimizer.g_lr = c.optimizer.d_lr = 0.05
+    c.seed = seed
+    configs.append(c)
+  group = vmap_train.VmapGroup.build(configs)
+  states, _ = group.run(group.init(), 18)
+  assert int(states.data.epoch) == 1 and int(states.data.position) == 3
+  assert states.data.perm.shape == (2, 1500)
+  assert not np.array_equal(states.data.perm[0], states.data.perm[1])
+  solo, _ = _solo(configs[1], group.data, 18)
+  member = group.member(states, 1)
+  np.testing.assert_array_equal(member.data.perm, solo.data.perm)
+  assert _tree_max_diff(member, solo) < 1e-6
+
+
+def test_new_epoch_test_stays_a_cond_under_vmap():
+  """With the data position shared, the sampler's lax.cond is not turned into a select that would
+  draw a permutation for every member at every step."""
+  configs = [load_config("digits", "smoke") for _ in range(2)]
+  for i, c in enumerate(configs):
+    c.seed, c.model.g_hidden, c.model.d_hidden, c.model.noise_dim = i, (4,), (4,), 2
+  group = vmap_train.VmapGroup.build(configs)
+  axes = vmap_train.state_axes(group.init())
+  fn = jax.vmap(lambda s, a: group.gan.train_step(s, a)[0], in_axes=(axes, None), out_axes=axes)
+  jaxpr = str(jax.make_jaxpr(fn)(group.init(), group.arrays()))
+  assert " cond[" in jaxpr
+
+
+def test_runs_that_differ_in_a_static_key_cannot_share_a_program():
+  a, b = _toy(0, 0.05), _toy(1, 0.05)
+  b.k_disc_steps = 2
+  assert vmap_train.program_key(a) != vmap_train.program_key(b)
+  with pytest.raises(UserError, match="runs differing in k_disc_steps cannot share one vmapped program"):
+    vmap_train.VmapGroup.build([a, b], pipeline.build_data(a))
+  c = _toy(5, 0.01, d_weight=2.0)
+  c.log_every = 7  # driving the loop is not training: still one program
+  assert vmap_train.program_key(a) == vmap_train.program_key(c)
