@@ -1,0 +1,153 @@
+"""Sweeps (gan_jax.sweep): the grid and its checks, grouping into vmapped programs, the result tables,
+and a sweep interrupted by a signal, then resumed by the same command."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import REPO, subprocess_env
+from gan_jax import sweep
+from gan_jax.errors import UserError
+
+RING = os.path.join(REPO, "experiments", "ablations", "ring_losses.py")
+
+
+def _sweep_file(tmp_path, spec: str) -> str:
+  """A sweep file on the ring smoke config with the given get_sweep() body."""
+  path = tmp_path / "my_sweep.py"
+  path.write_text(textwrap.dedent(f"""\
+      import importlib.util
+      _s = importlib.util.spec_from_file_location("ring", {RING!r})
+      _m = importlib.util.module_from_spec(_s)
+      _s.loader.exec_module(_m)
+
+      def get_config(arg=""):
+        return _m.get_config("smoke")
+
+      def get_sweep(arg=""):
+        return {spec}
+      """))
+  return str(path)
+
+
+# ---------------------------------------------------------------------------- the grid
+def test_grid_order_named_axes_and_overrides(tmp_path):
+  path = _sweep_file(tmp_path, """{"axes": {"loss": {"ns": {"loss.name": "non_saturating"},
+                                                      "wgan_gp": {"loss.name": "wasserstein",
+                                                                  "loss.penalty": "wgan_gp"}},
+                                            "model.g_hidden": [[16], [8, 8]]},
+                                   "seeds": [3, 4], "metrics": ["modes_covered"]}""")
+  base, spec = sweep.load_sweep_file(path)
+  runs = sweep.expand(base, spec)
+  assert len(runs) == 2 * 2 * 2
+  assert [r.cell_name for r in runs[::2]] == [
+      "loss=ns, model.g_hidden=16", "loss=ns, model.g_hidden=8x8",
+      "loss=wgan_gp, model.g_hidden=16", "loss=wgan_gp, model.g_hidden=8x8"]
+  r = runs[7]
+  assert (r.seed, r.config.seed, r.config.loss.name, r.config.loss.penalty) == (4, 4, "wasserstein", "wgan_gp")
+  assert tuple(r.config.model.g_hidden) == (8, 8) and r.config.parallel.mode == "none"
+  assert base.loss.penalty == "none"  # the base config is not modified
+  assert len({r.dirname for r in runs}) == len(runs)
+
+
+def test_cells_that_differ_only_in_vmappable_values_share_a_program(tmp_path):
+  path = _sweep_file(tmp_path, """{"axes": {"optimizer.d_lr": [1e-3, 2e-3], "k_disc_steps": [1, 2]},
+                                   "seeds": [0, 1, 2]}""")
+  runs = sweep.expand(*sweep.load_sweep_file(path))
+  groups = sweep.plan_groups(runs, max_members=64)
+  # k_disc_steps changes the program; learning rates and seeds do not.
+  assert [len(g) for g in groups] == [6, 6]
+  assert {r.config.k_disc_steps for r in groups[0]} == {1}
+  assert [len(g) for g in sweep.plan_groups(runs, max_members=4)] == [4, 2, 4, 2]
+  assert len(sweep.plan_groups(runs, max_members=1)) == 12
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('{"axes": {"loss.nme": ["hinge"]}}', "unknown config key 'loss.nme'; every key"),
+    ('{"axes": {"loss": ["hinge"]}}', "unknown config key 'loss'; it is a group; name a key inside it"),
+    ('{"axes": {"k_disc_steps": []}}', "sweep axis 'k_disc_steps' has no values, so the grid is empty"),
+    ('{"axes": {"k_disc_steps": [1]}, "metrics": ["fid"]}', "unknown metric 'fid' in the sweep's metrics"),
+    ('{"axes": {"k_disc_steps": [1]}, "seeds": []}', "seeds must be a non-empty list of integers"),
+    ('{"axes": {"seed": [1, 2]}}', "'seed' cannot be a sweep axis"),
+    ('{"axes": {"k_disc_steps": ["five"]}}', "value 'five' does not fit config key 'k_disc_steps'"),
+    ('{"axis": {}}', "unknown sweep entries ['axis']"),
+])
+def test_bad_sweeps_are_user_errors(tmp_path, spec, message):
+  path = _sweep_file(tmp_path, spec)
+  with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    sweep.run_sweep(path, str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out" / "results.csv")
+
+
+def test_a_metric_for_other_data_is_a_user_error(tmp_path):
+  path = _sweep_file(tmp_path, '{"metrics": ["frechet_distance"]}')
+  with pytest.raises(UserError, match="metric 'frechet_distance' needs image data, not toy/ring_2d"):
+    sweep.run_sweep(path, str(tmp_path / "out"))
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+  path = _sweep_file(tmp_path, '{"axes": {"loss.nme": ["hinge"]}}')
+  proc = subprocess.run([sys.executable, "-m", "gan_jax.sweep", f"--sweep={path}", f"--workdir={tmp_path}"],
+                        capture_output=True, text=True, env=subprocess_env(1), cwd=REPO, timeout=120)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: sweep axis 'loss.nme'"), proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- running and resuming
+def _rows(workdir):
+  with open(os.path.join(workdir, "results.csv"), encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+def test_sweep_interrupted_by_a_signal_then_resumed(tmp_path):
+  """The smoke sweep (2 cells x 2 seeds, one vmapped group per cell) is stopped by SIGINT after its
+  first group, then the same sweep resumes: the first cell is kept, the second trained."""
+  workdir = str(tmp_path / "ring")
+  proc = subprocess.Popen([sys.executable, "-m", "gan_jax.sweep", f"--sweep={RING}:smoke",
+                           f"--workdir={workdir}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=subprocess_env(1), cwd=REPO)
+  first = os.path.join(workdir, "runs", "loss=non_saturating", "seed_1", sweep.RESULT_FILE)
+  deadline = time.time() + 300
+  while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, (out, err)
+  assert "rerun the same command to resume" in out
+  assert [r["cell"] for r in _rows(workdir)] == ["loss=non_saturating"] * 2
+  kept = {r["seed"]: r["params_sha256"] for r in _rows(workdir)}
+  assert "2 of 4 runs finished" in open(os.path.join(workdir, "results.md"), encoding="utf-8").read()
+
+  summary = sweep.run_sweep(f"{RING}:smoke", workdir, command="test")
+  assert (summary["skipped"], summary["trained"], summary["finished"]) == (2, 2, True)
+  rows = _rows(workdir)
+  assert [(r["cell"], r["seed"]) for r in rows] == [
+      ("loss=non_saturating", "0"), ("loss=non_saturating", "1"), ("loss=wgan_gp", "0"), ("loss=wgan_gp", "1")]
+  assert {r["seed"]: r["params_sha256"] for r in rows[:2]} == kept
+  for r in rows:
+    assert 1 <= float(r["modes_covered"]) <= 8 and 0 <= float(r["high_quality_frac"]) <= 1
+    assert r["group_size"] == "2" and float(r["time_s"]) > 0
+  md = open(os.path.join(workdir, "results.md"), encoding="utf-8").read()
+  assert "4 of 4 runs finished" in md and "| loss | modes_covered | high_quality_frac | kl_modes |" in md
+  assert sum("★" in line for line in md.splitlines() if line.startswith("|")) == 1 and " ± " in md
+  for png in ("results.png", "samples.png"):
+    assert os.path.getsize(os.path.join(workdir, png)) > 5000
+
+  # Nothing left to do: a third run trains nothing. A result from another config is trained again.
+  assert sweep.run_sweep(f"{RING}:smoke", workdir, command="test")["trained"] == 0
+  path = os.path.join(workdir, "runs", "loss=wgan_gp", "seed_0", sweep.RESULT_FILE)
+  result = json.load(open(path, encoding="utf-8"))
+  result["config"]["num_steps"] = 1
+  json.dump(result, open(path, "w", encoding="utf-8"))
+  base, spec = sweep.load_sweep_file(f"{RING}:smoke")
+  stale = [r for r in sweep.expand(base, spec) if sweep.load_result(workdir, r) is None]
+  assert [(r.cell_name, r.seed) for r in stale] == [("loss=wgan_gp", 0)]
