@@ -130,9 +130,9 @@ class Checkpointer:
         saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         diff = config_differences(saved["config"], current)
         if diff:
-          raise UserError(f"the config differs from the checkpoint's (step {step}) in {'; '.join(diff)}: "
-                          f"resume with the original values, or use a new --workdir than "
-                          f"{os.path.dirname(self.directory)}")
+          where = f"the checkpoint's (step {step}) in {os.path.dirname(self.directory)}"
+          raise UserError(f"the config differs from {where} in {'; '.join(diff)}: put the checkpoint's "
+                          "values back to resume, or pass another --workdir to start a new run")
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))
       except UserError:

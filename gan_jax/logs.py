@@ -13,14 +13,15 @@ import glob
 import json
 import math
 import os
+import socket
 import struct
 import sys
 import time
 
 import jax
 from absl import logging
-from tensorboardX.proto import event_pb2
-from tensorboardX.record_writer import RecordWriter, masked_crc32c
+from tensorboardX.proto import event_pb2, summary_pb2
+from tensorboardX.record_writer import masked_crc32c
 
 
 class MetricWriter:
@@ -34,15 +35,14 @@ class MetricWriter:
     self._tb = None
     if not self.enabled:
       return
+    for path in glob.glob(os.path.join(self.tb_dir, "*.tmp")):
+      os.remove(path)  # a rewrite cut short by a kill; the file it was rewriting is intact
     self._truncate_after(start_step)
-    for path in glob.glob(os.path.join(self.tb_dir, "events.out.tfevents.*")):
+    for path in _event_files(workdir):
       _truncate_events(path, start_step)
-    self._file = open(self.path, "a", encoding="utf-8")
+    self._file = open(self.path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
     if tensorboard:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      # File names hold the time in seconds; two writers opened within one second (a quick resume)
-      # would share a name, the second overwriting the first. The suffix tells them apart, in order.
-      self._tb = SummaryWriter(self.tb_dir, filename_suffix=f".{time.time_ns()}")
+      self._tb = _EventFile(self.tb_dir)
 
   def _truncate_after(self, step: int):
     if not os.path.exists(self.path):
@@ -70,13 +70,13 @@ class MetricWriter:
     self._file.write(json.dumps(record) + "\n")
     self._file.flush()
     if self._tb is not None:
-      for k, v in metrics.items():
-        self._tb.add_scalar(k, float(v), int(step))
+      self._tb.write_scalars(int(step), metrics)
 
   def flush(self):
-    """Puts everything written so far on disk (TensorBoard queues events in memory)."""
+    """Puts everything written so far on disk, for the checkpoint that follows to vouch for."""
     if self.enabled:
       self._file.flush()
+      os.fsync(self._file.fileno())
       if self._tb is not None:
         self._tb.flush()
 
@@ -94,6 +94,48 @@ def read_metrics(workdir: str) -> list[dict]:
     return []
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+class _EventFile:
+  """A TensorBoard event file, written synchronously.
+
+  tensorboardX's `SummaryWriter` hands events to a thread through a queue that even its `flush` does
+  not drain, so a kill after a checkpoint could lose scalars the checkpoint vouches for.
+  """
+
+  def __init__(self, directory: str):
+    os.makedirs(directory, exist_ok=True)
+    # TensorBoard's naming; the nanoseconds keep two files opened within one second apart, in order.
+    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{time.time_ns()}"
+    self._f = open(os.path.join(directory, name), "ab")  # pylint: disable=consider-using-with
+    self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def _write(self, event):
+    self._f.write(_record(event.SerializeToString()))
+    self._f.flush()  # to the OS, which a killed process cannot lose; fsync only in `flush`
+
+  def write_scalars(self, step: int, metrics: dict):
+    values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
+    self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
+
+  def flush(self):
+    self._f.flush()
+    os.fsync(self._f.fileno())
+
+  def close(self):
+    self.flush()
+    self._f.close()
+
+
+def _record(data: bytes) -> bytes:
+  """One TFRecord: length, its masked CRC-32C, the data, its masked CRC-32C."""
+  header = struct.pack("<Q", len(data))
+  return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+def _event_files(workdir: str) -> list[str]:
+  paths = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  return sorted(p for p in paths if not p.endswith(".tmp"))
 
 
 def _read_records(path: str) -> tuple[list[bytes], bool]:
@@ -127,17 +169,15 @@ def _truncate_events(path: str, step: int):
     os.remove(path)
     return
   tmp = path + ".tmp"
-  writer = RecordWriter(tmp)
-  for data in kept:
-    writer.write(data)
-  writer.close()
+  with open(tmp, "wb") as f:
+    f.write(b"".join(_record(data) for data in kept))
   os.replace(tmp, path)
 
 
 def read_tensorboard(workdir: str) -> dict[str, list[tuple[int, float]]]:
   """Every scalar in `workdir/tensorboard`'s event files: tag -> [(step, value)], sorted by step."""
   out = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))):
+  for path in _event_files(workdir):
     for data in _read_records(path)[0]:
       event = event_pb2.Event.FromString(data)
       for value in event.summary.value:

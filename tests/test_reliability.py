@@ -54,8 +54,9 @@ def xla_cache(tmp_path_factory):
 
 def _config_file(path, overrides):
   """Writes a config file: mog_2d's smoke config with TINY and `overrides` applied."""
+  base = os.path.join(REPO, "experiments", "configs", "mog_2d.py")
   lines = ["import importlib.util",
-           f"_spec = importlib.util.spec_from_file_location('mog_2d', {REPO + '/experiments/configs/mog_2d.py'!r})",
+           f"_spec = importlib.util.spec_from_file_location('mog_2d', {base!r})",
            "_module = importlib.util.module_from_spec(_spec)",
            "_spec.loader.exec_module(_module)",
            "def get_config():",
@@ -65,6 +66,20 @@ def _config_file(path, overrides):
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path
+
+
+_RUNNING = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_runs():
+  """A failing test must not leave a training process behind."""
+  yield
+  while _RUNNING:
+    proc = _RUNNING.pop()
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
 
 
 def _start(workdir, xla_cache, overrides=None):
@@ -80,6 +95,7 @@ def _start(workdir, xla_cache, overrides=None):
   cmd = [sys.executable, "-m", "gan_jax.main", f"--config={config}", f"--workdir={workdir}"]
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err)
   proc.files = (out, err)
+  _RUNNING.append(proc)
   return proc
 
 
@@ -94,15 +110,19 @@ def _finish(proc, timeout=300):
   return proc.returncode, texts[0], texts[1]
 
 
-def _wait_until(proc, condition, what, timeout=300):
+def _wait_until(proc, condition, what, timeout=300, must=True):
+  """Polls `condition` every 2 ms while `proc` runs; False if it ended first (an error if `must`)."""
   t0 = time.time()
   while not condition():
     if proc.poll() is not None:
-      raise AssertionError(f"the run ended before {what}: {_finish(proc)}")
+      if must:
+        raise AssertionError(f"the run ended before {what}: {_finish(proc)}")
+      return False
     if time.time() - t0 > timeout:
       proc.kill()
       raise AssertionError(f"timed out waiting for {what}")
     time.sleep(0.002)
+  return True
 
 
 def _compiled(proc):
@@ -186,22 +206,42 @@ def test_kill_during_save_and_sigterm_resume_bit_exactly(straight, xla_cache, tm
 
 
 @pytest.mark.slow
-def test_random_sigkills_resume_bit_exactly(straight, xla_cache, tmp_path):
-  """kill -9 at random moments, 8 times, then let it finish: the same parameters as a straight run."""
+def test_random_sigkills_resume_bit_exactly(xla_cache, tmp_path):
+  """kill -9, 12 times, at random moments picked by what the run is doing, resuming each time."""
+  longer = {"num_steps": 120}  # the same compiled program: only the loop runs longer
+  code, _, err = _finish(_start(str(tmp_path / "straight"), xla_cache, longer))
+  assert code == 0, err
+  expected = _outputs(str(tmp_path / "straight"))
   workdir, rng = str(tmp_path / "run"), random.Random(0)
-  for i in range(8):
-    proc = _start(workdir, xla_cache)
-    # Most of a run is start-up; killing within the training stretch is what tests resumption.
-    _wait_until(proc, lambda: _compiled(proc), "compilation")
-    time.sleep(rng.uniform(0.0, 2.5))
+
+  def logged_past(step):  # log steps are 5, 10, ...: the number of lines tells the latest
+    try:
+      with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+        return sum(1 for _ in f) * 5 > step
+    except FileNotFoundError:
+      return False
+
+  for i in range(12):
+    proc = _start(workdir, xla_cache, longer)
+    moment = rng.choice(["start-up", "training", "save", "log"])
+    if moment == "start-up":  # importing, restoring, compiling
+      time.sleep(rng.uniform(0.0, 4.0))
+    elif moment == "training":
+      _wait_until(proc, lambda: _compiled(proc), "compilation", must=False)
+      time.sleep(rng.uniform(0.0, 0.3))
+    elif moment == "save":
+      _wait_until(proc, lambda: _tmp_dirs(workdir), "a save", must=False)
+    else:  # right after a log line past the latest checkpoint
+      target = max(_steps(workdir), default=0) + 5 * rng.randint(1, 3)
+      _wait_until(proc, lambda: logged_past(target), f"step {target}", must=False)  # pylint: disable=cell-var-from-loop
     proc.kill()
-    _finish(proc)
-    print(f"kill {i}: checkpoints {_steps(workdir)}, unfinished saves {_tmp_dirs(workdir)}")
-  code, _, err = _finish(_start(workdir, xla_cache))
+    code = _finish(proc)[0]
+    print(f"kill {i} ({moment}, exit {code}): checkpoints {_steps(workdir)}, unfinished saves {_tmp_dirs(workdir)}")
+  code, _, err = _finish(_start(workdir, xla_cache, longer))
   assert code == 0, err
   summary, records, tb = _outputs(workdir)
-  assert summary["params_sha256"] == straight[0]["params_sha256"]
-  assert records == straight[1] and tb == straight[2]
+  assert summary["step"] == 120 and summary["params_sha256"] == expected[0]["params_sha256"]
+  assert records == expected[1] and tb == expected[2]
 
 
 def test_nonfinite_loss_stops_with_one_line_and_keeps_good_checkpoint(xla_cache, tmp_path):
@@ -219,7 +259,8 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_good_checkpoint(xla_cache,
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
   state = jax.device_get(ckpt.restore(template, config))
   ckpt.close()
-  assert int(state.step) == 1 and train._first_nonfinite_state(state) is None  # pylint: disable=protected-access
+  assert int(state.step) == 1
+  assert train._first_nonfinite_state(state) is None  # pylint: disable=protected-access
   assert max(np.abs(x).max() for x in jax.tree.leaves(state.d_params)) > 1e20, "the learning rate should bite"
 
 
