@@ -84,4 +84,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.parallel.coordinator_address = ""  # multi-host: 'host:port' of process 0
   c.parallel.num_processes = 0  # 0: single process (or auto-detected on TPU pods / SLURM)
   c.parallel.process_id = -1
+
+  # The paper's CIFAR-10 models (gan_jax/models_cifar.py): generators 'cifar_mlp', 'cifar_deconv',
+  # discriminator 'conv_maxout'. Its dense maxout layers use d_hidden and d_pieces above.
+  c.model.g_hidden_activations = ("relu", "sigmoid")  # one per g_hidden layer
+  c.model.g_output_init_scale = 0.5  # 'cifar_mlp' output layer U(-s, s); 0 = g_init_scale
+  c.model.g_deconv_kernel = 5  # 'cifar_deconv': the transposed convolution's kernel ...
+  c.model.g_deconv_stride = 3  # ... and stride; the last hidden layer is reshaped to fit
+  c.model.d_conv_channels = (32, 32, 192)  # 'conv_maxout': per convolutional layer ...
+  c.model.d_conv_kernels = (8, 8, 5)
+  c.model.d_conv_pads = (4, 3, 3)
+  c.model.d_pool_shapes = (4, 4, 2)
+  c.model.d_pool_strides = (2, 2, 2)
+  c.model.d_conv_pieces = 2  # ... and maxout pieces in each
   return c

@@ -187,3 +187,16 @@ def output_bias_for_data(mean_example: np.ndarray, output_activation: str, eps: 
   if output_activation == "tanh":
     return np.arctanh(np.clip(m, -1 + eps, 1 - eps)).astype(np.float32)
   return m.astype(np.float32)
+
+
+# The paper's CIFAR-10 models (gan_jax/models_cifar.py), imported on use as they import this module.
+def _cifar_builder(name):
+  def build(*args):
+    from gan_jax import models_cifar  # pylint: disable=g-import-not-at-top
+    return getattr(models_cifar, name)(*args)
+  return build
+
+
+GENERATORS["cifar_mlp"] = _cifar_builder("build_mlp_generator")
+GENERATORS["cifar_deconv"] = _cifar_builder("build_deconv_generator")
+DISCRIMINATORS["conv_maxout"] = _cifar_builder("build_conv_maxout_discriminator")
