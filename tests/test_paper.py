@@ -1,0 +1,183 @@
+"""The paper reproduction kit on tiny settings: reading a run, Table 1, the Parzen trajectory,
+Figures 1-3, the nearest-neighbour search, and one clear line for each user mistake.
+
+One module-scoped run (the digits smoke config, no training: checkpoints of initial states) serves
+every test, so few programs are compiled.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, load_config, subprocess_env
+from gan_jax import checkpoint, train
+from gan_jax.errors import UserError
+from gan_jax.evaluation import parzen
+from gan_jax.paper import figure1, figures, nearest, run as run_lib, table1, trajectory
+
+SIZES = {"num_samples": 200, "num_validation": 100, "num_test": 100}
+
+
+def _save(workdir, steps_and_states, config):
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=10)
+  for step, state in steps_and_states:
+    ckpt.save(step, state.replace(step=np.int32(step)), config)
+  ckpt.close()
+
+
+def _shift_generator(state, delta):
+  g = dict(state.g_params)
+  g["output"] = dict(g["output"], bias=g["output"]["bias"] + delta)
+  return state.replace(g_params=g)
+
+
+@pytest.fixture(scope="module", name="run")
+def fixture_run(tmp_path_factory):
+  """A digits workdir with checkpoints at steps 20 and 40 holding different generators."""
+  config = load_config("digits", "smoke")
+  config.parallel.mode = "none"
+  _, _, state = train.setup(config)
+  workdir = str(tmp_path_factory.mktemp("run"))
+  _save(workdir, [(20, state), (40, _shift_generator(state, -1.0))], config)
+  return workdir, config, state
+
+
+def test_reader_lists_finished_checkpoints_only_and_leaves_unfinished_ones_alone(run):
+  workdir, _, state = run
+  unfinished = os.path.join(workdir, "checkpoints", "60.orbax-checkpoint-tmp-123")
+  os.makedirs(unfinished, exist_ok=True)  # what a live run is writing
+  try:
+    reader = run_lib.RunReader(workdir)
+    assert reader.steps() == [20, 40] and reader.latest_or(None) == 40
+    restored = reader.restore(40)
+    assert int(restored.step) == 40
+    np.testing.assert_array_equal(restored.g_params["output"]["bias"],
+                                  np.asarray(state.g_params["output"]["bias"]) - 1.0)
+    assert os.path.isdir(unfinished)
+    with pytest.raises(UserError, match="no finished checkpoint at step 30"):
+      reader.restore(30)
+  finally:
+    os.rmdir(unfinished)
+
+
+def test_paper_table_has_the_four_paper_rows_and_the_measured_ones():
+  result = {"mean": 211.04, "std_err": 2.01, "sigma": 0.1668, "n_test": 10000}
+  base = {"training_images": {"mean": 241.2, "std_err": 2.0, "sigma": 0.17, "n_samples": 10000},
+          "kmeans_centroids": {"mean": 279.4, "std_err": 2.1, "sigma": 0.13, "n_samples": 1000}}
+  info = {"dataset": "mnist", "step": 1000000, "epoch": 2000, "workdir": "runs/x", "n_samples": 10000,
+          "n_validation": 1000, "command": "python -m gan_jax.paper.table1 --workdir=runs/x",
+          "date": "2026-11-22", "device": "cpu (2 cores)", "seconds": 100}
+  text = table1.format_table(result, base, info)
+  for row in ("| DBN | 138 ± 2 |", "| Stacked CAE | 121 ± 1.6 |", "| Deep GSN | 214 ± 1.1 |",
+              "| Adversarial nets | 225 ± 2 |", "**211.0 ± 2.0**", "| 241.2 ± 2.0 |", "| 279.4 ± 2.1 |",
+              "σ = 0.167", "step 1,000,000 (epoch 2000)", "higher than them"):
+    assert row in text, row
+
+
+def test_table1_scores_the_checkpoint_reproducibly_with_baselines(run, tmp_path):
+  workdir, _, _ = run
+  logs = []
+  out = str(tmp_path / "table1.md")
+  record = table1.run_table1(workdir, step=40, out=out, num_centroids=20, log=logs.append, **SIZES)
+  assert open(out, encoding="utf-8").read() == record["markdown"]
+  assert "**Adversarial nets, this run**" in record["markdown"] and "DBN" not in record["markdown"]
+  # The saved samples re-scored by the Parzen module give the same number: checkable independently.
+  samples = np.load(record["samples"])
+  assert samples.shape == (200, 64) and 0 <= samples.min() and samples.max() <= 1
+  reader = run_lib.RunReader(workdir)
+  validation, test = reader.eval_splits(100, 100)
+  again = parzen.evaluate(samples, validation, test)
+  assert record["result"]["mean"] == pytest.approx(again.mean, abs=1e-4)
+  assert record["result"]["sigma"] == again.sigma
+  base = record["baselines"]
+  assert base["training_images"]["n_samples"] == 200 and base["kmeans_centroids"]["n_samples"] == 20
+  assert base["training_images"]["mean"] > record["result"]["mean"]  # an untrained G is worse than data
+  saved = json.load(open(os.path.join(workdir, "paper", "table1.json"), encoding="utf-8"))
+  assert saved["result"] == record["result"] and saved["step"] == 40
+
+
+def test_trajectory_scores_each_checkpoint_once_and_resumes(run):
+  workdir, config, state = run
+  logs = []
+  first = trajectory.run_trajectory(workdir, log=logs.append, **SIZES)
+  assert sorted(first["points"]) == [20, 40]
+  assert first["points"][20]["mean"] != first["points"][40]["mean"]
+  assert first["points"][40]["epoch"] == round(40 / 15, 2)  # digits: 1,500 images, batch 100
+  assert os.path.getsize(first["png"]) > 10000
+  _save(workdir, [(60, _shift_generator(state, 1.0))], config)  # training went on
+  logs.clear()
+  second = trajectory.run_trajectory(workdir, log=logs.append, **SIZES)
+  assert "2 checkpoints already scored, 1 to score" in logs[0]
+  assert sorted(second["points"]) == [20, 40, 60]
+  assert second["points"][40] == first["points"][40]
+  saved = json.load(open(first["json"], encoding="utf-8"))
+  assert sorted(saved["points"], key=int) == ["20", "40", "60"]
+
+
+def test_nearest_neighbours_match_brute_force():
+  rng = np.random.default_rng(0)
+  train_x, queries = rng.random((1000, 30)), rng.random((7, 30))
+  queries[3] = train_x[517]  # an exact copy is found at distance 0
+  idx, dist = nearest.nearest_neighbours(queries, train_x, chunk=96)  # 1000 is not a multiple of 96
+  full = ((queries[:, None, :] - train_x[None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(idx, full.argmin(1))
+  np.testing.assert_allclose(dist, full.min(1), rtol=1e-6)  # float32 inputs
+  assert idx[3] == 517 and dist[3] == 0
+
+
+def test_figures_2_and_3_show_samples_with_their_nearest_training_example(run, tmp_path):
+  workdir, _, _ = run
+  record = figures.run_figures(workdir, str(tmp_path), step=40, rows=2, cols=3, log=lambda _: None)
+  f2 = record["figure2"]
+  reader = run_lib.RunReader(workdir)
+  samples = reader.samples(reader.restore(40), 6, seed=0)
+  train_x = reader.training_images().reshape(-1, 64)
+  expected = [int(((train_x - s) ** 2).sum(1).argmin()) for s in samples[2::3]]  # each row's last
+  assert f2["neighbour_index"] == expected
+  import matplotlib.image  # pylint: disable=import-outside-toplevel
+  for name in ("figure2.png", "figure3.png"):
+    image = matplotlib.image.imread(str(tmp_path / name))
+    assert image.shape[0] > 200 and image.shape[1] > 400, name
+  # The framed neighbour column is yellow: some pixels are (1, 0.8, 0).
+  image = matplotlib.image.imread(str(tmp_path / "figure2.png"))[..., :3]
+  assert np.any(np.all(np.abs(image - [1.0, 0.8, 0.0]) < 0.02, axis=-1))
+
+
+def test_figure1_draws_four_panels_and_d_approaches_d_star(tmp_path):
+  config = load_config("toy_1d", "smoke")
+  config.parallel.mode = "none"
+  out = str(tmp_path / "figure1.png")
+  record = figure1.make_figure1(config, out, steps_a=40, steps_d=400, steps_g=5, steps_end=40,
+                                log=lambda _: None)
+  panels = record["panels"]
+  assert sorted(panels) == ["a", "b", "c", "d"]
+  # Proposition 1 through the figure's own measurements: D trained alone approaches D*.
+  assert panels["b"]["mean_abs_d_minus_d_star"] < 0.1
+  assert panels["b"]["mean_abs_d_minus_d_star"] < panels["a"]["mean_abs_d_minus_d_star"]
+  assert panels["b"]["jsd"] == panels["a"]["jsd"]  # G was frozen
+  import matplotlib.image  # pylint: disable=import-outside-toplevel
+  image = matplotlib.image.imread(out)
+  assert image.shape[1] > 3 * image.shape[0]  # four panels side by side
+  assert json.load(open(out[:-4] + ".json", encoding="utf-8"))["panels"]["b"] == panels["b"]
+
+
+@pytest.mark.parametrize("module,args,message", [
+    ("table1", ["--workdir=/nonexistent/run"], "--workdir=/nonexistent/run does not exist"),
+    ("figure1", ["--out=figure1.txt"], "must name a .png file"),
+])
+def test_user_mistakes_are_one_line(module, args, message):
+  proc = subprocess.run([sys.executable, "-m", f"gan_jax.paper.{module}", *args], cwd=REPO,
+                        env=subprocess_env(1), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2
+  assert "Traceback" not in proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and message in errors[0], proc.stderr[-1000:]
+
+
+def test_reader_refuses_an_empty_workdir(tmp_path):
+  with pytest.raises(UserError, match="no finished checkpoint"):
+    run_lib.RunReader(str(tmp_path))
