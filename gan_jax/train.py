@@ -289,10 +289,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     records = logs.read_metrics(workdir)
     if records:
       plotting.save_curves(records, os.path.join(workdir, "curves.png"), title=data.name)
-    if not os.path.exists(os.path.join(workdir, "samples.png")) or step % config.sample_every:
-      path = save_samples(gan, final.g_params, z_fixed, data,
-                          os.path.join(workdir, "samples", f"step_{step:07d}.png"), f"step {step}")
-      _copy(path, os.path.join(workdir, "samples.png"))
+    path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
+    if not os.path.exists(path):  # the loop samples at its last step; a stopped run's last is another
+      save_samples(gan, final.g_params, z_fixed, data, path, f"step {step}")
+    _copy(path, os.path.join(workdir, "samples.png"))
     tmp = os.path.join(workdir, "summary.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
       json.dump(summary, f, indent=2)
