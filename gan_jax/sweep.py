@@ -353,10 +353,13 @@ def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, d
   t0 = time.perf_counter()
   states, history, info = vmap_train.train(group, config.num_steps, config.steps_per_dispatch,
                                            config.log_every, progress=clock)
-  results = []
+  evaluated = []
   for i, run in enumerate(runs):
     state = jax.device_get(group.member(states, i))
-    values, preview = evaluator(run.config, group.data, group.gan, state.g_params)
+    evaluated.append((state, *evaluator(run.config, group.data, group.gan, state.g_params)))
+  time_s = (time.perf_counter() - t0) / group.size  # the group's wall time, shared out
+  results = []
+  for i, (run, (state, values, preview)) in enumerate(zip(runs, evaluated)):
     rundir = os.path.join(workdir, run.dirname)
     os.makedirs(rundir, exist_ok=True)
     with open(os.path.join(rundir, "metrics.jsonl"), "w", encoding="utf-8") as f:
@@ -364,22 +367,21 @@ def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, d
         f.write(json.dumps({"step": int(step), **{k: float(v[i, j]) for k, v in history.items()
                                                   if k != "step"}}) + "\n")
     np.save(os.path.join(rundir, "preview.npy"), preview)
-    final = {k: float(v[i, -1]) for k, v in history.items() if k != "step"}
     result = {
         "cell": [list(c) for c in run.cell],
         "cell_name": run.cell_name,
         "seed": run.seed,
         "metrics": {k: float(v) for k, v in values.items()},
-        "final_train_metrics": final,
+        "final_train_metrics": {k: float(v[i, -1]) for k, v in history.items() if k != "step"},
         "nonfinite_step": info["nonfinite_step"][i],
         "group_size": group.size,
-        "time_s": (time.perf_counter() - t0) / group.size,  # the group's wall time, shared out
+        "time_s": time_s,
         "group_iters_per_s": info["iters_per_s"],
         "compile_time_s": info["compile_time_s"],
         "params_sha256": gan_lib.params_sha256(state),
         "config": _comparable(run.config),
     }
-    _write_json(os.path.join(rundir, RESULT_FILE), result)
+    _write_json(os.path.join(rundir, RESULT_FILE), result)  # last: its presence means "finished"
     results.append(result)
   return results
 
