@@ -11,8 +11,9 @@ weights U(-0.005, 0.005), dropout keep 0.8 on pixels and 0.5 after. SGD: lr 0.1 
 from the same batch and samples (`simultaneous`), non-saturating G loss, D's cross-entropy halved.
 `--config.update_mode=alternating` gives Algorithm 1 instead.
 
-2,000 epochs (1,000,000 iterations) take a few minutes on one H100; on 2 CPU cores about 100 it/s.
-See docs/REPRODUCTION.md for the measured Parzen log-likelihood.
+2,000 epochs are 1,000,000 iterations: a job for an accelerator (a plain JAX implementation reaches
+about 4,000 it/s on one H100); a 2-core CPU manages only a few iterations per second. Score a run with
+`python -m gan_jax.paper.table1 --workdir=runs/mnist_paper` (docs/REPRODUCTION.md).
 """
 
 from gan_jax.config import base_config
