@@ -12,7 +12,8 @@ substitutions, which turn training into its seconds-long "smoke" form:
               `python -m pytest ...` is checked without running it (running the suite inside the
               suite would recurse): its test files and names exist, and its `-m` markers are
               registered and used by those files.
-  configs     `--config=FILE.py` and `--sweep=FILE.py` without an argument get `:smoke`;
+  configs     `--config=FILE.py` and `--sweep=FILE.py` without an argument get `:smoke` (not for
+              `gan_jax.paper.*`, whose `--config` takes none);
               `--config.{num_steps,steps_per_dispatch,log_every,sample_every,checkpoint_every}=...`
               overrides are dropped (the smoke variant sets them).
   commands    `python -m MODULE` of the modules in `SMOKE_FLAGS` gets the flags listed there
@@ -30,7 +31,7 @@ The HTML comment on the line before a block (blank lines between are allowed) ch
 Other fences that look like shell (```sh, ```shell, ```console) are refused: commands go in ```bash
 blocks, transcripts and output in plain ``` or ```text blocks.
 
-The sandbox's processes see 1 CPU device, `--xla_backend_optimization_level=0` and a persistent
+`python` is the interpreter running the tests. The sandbox's processes see 1 CPU device, `--xla_backend_optimization_level=0` and a persistent
 compilation cache shared with the notebook tests, as everything here is compile-bound.
 """
 
@@ -168,7 +169,7 @@ def check_form(text: str, sandbox: str) -> tuple[str, list[str]]:
     if re.match(r"python3? -m pytest\b", stripped):
       problems += check_pytest_command(stripped)
       continue
-    if re.search(r"-m gan_jax\.(?:main|sweep|vmap_train)\b", line):
+    if not re.search(r"-m gan_jax\.paper\.", line):
       line = re.sub(r"(--(?:config|sweep)=)([^\s:'\"]+\.py)(?=[\s'\";&|]|$)", r"\1\2:smoke", line)
     line = re.sub(rf"\s--config\.(?:{'|'.join(LOOP_KEYS)})={ARG}", "", line)
     for module, flags in SMOKE_FLAGS.items():
@@ -316,6 +317,10 @@ def test_check_form_substitutions(tmp_path):
   script, _ = check_form("python -m gan_jax.main --config=experiments/configs/digits.py:smoke "
                          "--config.data.dir=/path/to/mnist", sandbox)
   assert script.endswith(f"--config.data.dir={tmp_path}/shared/data/mnist") and ".py:smoke:" not in script
+  script, _ = check_form('ARGS="--config=experiments/configs/mog_2d.py"\n'
+                         "python -m gan_jax.paper.figure1 --config=experiments/configs/toy_1d.py", sandbox)
+  assert script.splitlines()[0] == 'ARGS="--config=experiments/configs/mog_2d.py:smoke"'
+  assert "toy_1d.py --steps_a" in script.splitlines()[1]
 
 
 @pytest.mark.parametrize("doc", [os.path.relpath(p, REPO) for p in DOCS])

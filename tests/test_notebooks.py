@@ -8,6 +8,8 @@ promises (its pictures and tables). The notebooks are stored without outputs.
 """
 
 import os
+import resource
+import time
 
 import nbformat
 import pytest
@@ -39,6 +41,11 @@ def _kernel_env(tmp_path_factory) -> dict:
   env.pop("PYTEST_XDIST_WORKER", None)
   env.pop("PYTEST_CURRENT_TEST", None)
   return env
+
+
+def _children_cpu_s() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel, once it has exited
+  return usage.ru_utime + usage.ru_stime
 
 
 def _output_text(nb) -> str:
@@ -75,10 +82,12 @@ def test_notebook_runs_top_to_bottom_in_small_mode(name, tmp_path_factory):
   nb = nbformat.read(os.path.join(NOTEBOOKS_DIR, name), as_version=4)
   client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT_S,
                           resources={"metadata": {"path": NOTEBOOKS_DIR}})
+  t0, cpu0 = time.perf_counter(), _children_cpu_s()
   try:
     client.execute(env=_kernel_env(tmp_path_factory))
   except CellExecutionError as e:
     pytest.fail(f"{name}: a cell failed\n{e}", pytrace=False)
+  print(f"{name}: {time.perf_counter() - t0:.1f} s wall, {_children_cpu_s() - cpu0:.1f} s CPU (kernel)")
   min_images, texts = EXPECTED[name]
   assert _count_images(nb) >= min_images, f"{name}: {_count_images(nb)} images, expected {min_images}"
   text = _output_text(nb)
