@@ -17,7 +17,8 @@ substitutions, which turn training into its seconds-long "smoke" form:
               `--config.{num_steps,steps_per_dispatch,log_every,sample_every,checkpoint_every}=...`
               overrides are dropped (the smoke variant sets them).
   commands    `python -m MODULE` of the modules in `SMOKE_FLAGS` gets the flags listed there
-              (fewer samples, steps or repeats); absl flags given later win.
+              (fewer samples, steps or repeats); absl flags given later win. A block whose check
+              form repeats an earlier block of the page is not run twice.
   paths       the sandbox holds links to the repository's `experiments/`, `gan_jax/`, `tests/`, ...
               (not `docs/` or `runs/`, which commands write); `/tmp/` is the sandbox's `tmp/`;
               `../shared/data/mnist` and `/path/to/mnist` hold synthetic MNIST-format IDX files
@@ -330,12 +331,13 @@ def test_every_docs_command_runs(doc, tmp_path, tmp_path_factory):
             if b.lang == "bash" and not NOT_RUN.fullmatch(b.marker)]
   needs_mnist = any(p in b.text for b in blocks for p in MNIST_PATHS)
   cwd, env = make_sandbox(tmp_path, compile_cache_dir(tmp_path_factory), needs_mnist)
-  failures, timings = [], []
+  failures, timings, seen = [], [], set()
   for b in blocks:
     script, problems = check_form(b.text, cwd)
     failures += [f"{b.where}: {p}" for p in problems]
-    if not script:
-      continue
+    if not script or (script, b.marker) in seen:
+      continue  # nothing to run, or the same check as an earlier block of the page
+    seen.add((script, b.marker))
     expect = EXPECT.fullmatch(b.marker)
     want = int(expect.group("code")) if expect else 0
     t0, cpu0 = time.perf_counter(), _children_cpu_s()
