@@ -27,10 +27,13 @@ def _fail(message) -> int:
 def _config_error(e: Exception, argv) -> str:
   """A one-line explanation of why the config flag did not parse or load."""
   if isinstance(e, AttributeError | KeyError):
-    key = str(e).strip("\"'")
+    text = str(e).encode().decode("unicode_escape")  # KeyError text arrives quoted and escaped
+    key = text.splitlines()[0].strip("\"' ")
+    hint = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "")
+    hint = " " + hint.strip("\"' ") if hint else ""
     bad = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
     where = bad[0] if bad else f"'{key}'"
-    return (f"unknown config key {where}: every key and its default is in gan_jax/config.py "
+    return (f"unknown config key {where}:{hint} every key and its default is in gan_jax/config.py "
             "(or the experiment's config file)")
   text = str(e)
   path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "").split(":")[0]
