@@ -2,8 +2,8 @@
 
   python -m gan_jax.paper.figure1 --out=docs/figures/figure1.png
 
-Trains the `experiments/configs/toy_1d.py` GAN (z uniform on [-sqrt 3, sqrt 3], p_data Gaussian)
-and draws four panels from snapshots of that training, with measured quantities only:
+Trains a 1-D GAN (default `experiments/paper/figure1_1d.py`, a toy_1d.py variant that settles;
+z uniform on [-sqrt 3, sqrt 3], p_data Gaussian) and draws four panels from snapshots of that training, with measured quantities only:
 
   (a) after --steps_a ordinary iterations: p_g near p_data, D a partially accurate classifier;
   (b) then D alone trained --steps_d steps against the frozen G: D next to the computed
@@ -137,6 +137,9 @@ def draw(panels: dict, path: str, title: str) -> str:
     if name == "b":
       ax.plot(grid, p["d_star"], "-", color="tab:red", lw=1.0, alpha=0.8,
               label="D* = p_data / (p_data + p_g)")
+    if name == "c" and "b" in panels:  # where G was before its updates: the flow towards the data
+      ax.plot(grid, np.minimum(panels["b"]["p_g"] * scale, 1.25), "-", color="tab:green", lw=0.8,
+              alpha=0.35, label="p_g before the G updates")
     for y, label in ((y_x, "x"), (y_z, "z")):
       ax.plot([lo, hi], [y, y], "k-", lw=0.8)
       ax.text(lo, y + 0.03, label, fontsize=8, style="italic")
@@ -241,8 +244,11 @@ def make_figure1(config, out: str, steps_a: int, steps_d: int, steps_g: int, ste
   grid = np.linspace(lo - margin, hi + margin, 600)
   panels = {name: measure(gan, g, d, grid, seed) for name, (g, d) in snapshots.items()}
   total = steps_a + steps_end
-  draw(panels, out, f"Figure 1, measured: a 1-D GAN (p_data = {config.data.name} "
-       f"N({config.data.mean:g}, {config.data.std:g}²), z ~ U[-√3, √3]), {total:,} iterations")
+  dc = config.data
+  p_data = (f"N({dc.mean:g}, {dc.std:g}²)" if dc.name == "gaussian_1d" else
+            f"equal mixture of N(m, {dc.std:g}²), m in {tuple(dc.means)}")
+  draw(panels, out, f"Figure 1, measured: a 1-D GAN, p_data = {p_data}, z ~ U[-√3, √3]; "
+       f"{total:,} iterations in all")
   summary = {name: {k: v for k, v in p.items() if not isinstance(v, np.ndarray)}
              for name, p in panels.items()}
   record = {"out": out, "steps_a": steps_a, "steps_d": steps_d, "steps_g": steps_g,
@@ -258,9 +264,9 @@ def make_figure1(config, out: str, steps_a: int, steps_d: int, steps_g: int, ste
 
 
 def default_config_path() -> str:
-  """experiments/configs/toy_1d.py of this checkout."""
+  """experiments/paper/figure1_1d.py of this checkout (a toy_1d.py variant that settles)."""
   here = os.path.dirname(os.path.abspath(__file__))
-  return os.path.join(here, "..", "..", "experiments", "configs", "toy_1d.py")
+  return os.path.normpath(os.path.join(here, "..", "..", "experiments", "paper", "figure1_1d.py"))
 
 
 def load_config(path: str):
@@ -294,11 +300,11 @@ def _define_flags():
   from absl import flags  # pylint: disable=import-outside-toplevel
 
   flags.DEFINE_string("out", "docs/figures/figure1.png", "Output PNG (a .json of measurements beside it).")
-  flags.DEFINE_string("config", None, "A 1-D toy config (default: experiments/configs/toy_1d.py).")
-  flags.DEFINE_integer("steps_a", 500, "Ordinary iterations before panel (a).")
-  flags.DEFINE_integer("steps_d", 2000, "D-only steps (G frozen) before panel (b).")
-  flags.DEFINE_integer("steps_g", 50, "G-only steps (D frozen) before panel (c).")
-  flags.DEFINE_integer("steps_end", 4500, "Ordinary iterations after (c), before panel (d).")
+  flags.DEFINE_string("config", None, "A 1-D toy config (default: experiments/paper/figure1_1d.py).")
+  flags.DEFINE_integer("steps_a", 1000, "Ordinary iterations before panel (a).")
+  flags.DEFINE_integer("steps_d", 3000, "D-only steps (G frozen) before panel (b).")
+  flags.DEFINE_integer("steps_g", 100, "G-only steps (D frozen) before panel (c).")
+  flags.DEFINE_integer("steps_end", 3000, "Ordinary iterations after (c), before panel (d).")
   flags.DEFINE_integer("seed", 0, "Seeds the run and the samples.")
 
 

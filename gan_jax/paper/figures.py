@@ -11,6 +11,7 @@ same distances for held-out validation images, which no one can have memorised.
 """
 
 import json
+import math
 import os
 import sys
 
@@ -56,7 +57,8 @@ def _save_mosaic(mosaic: np.ndarray, path: str, title: str, caption: str, xlabel
   h, w, _ = mosaic.shape
   img_w = width_in - 0.4
   img_h = img_w * h / w
-  top, bottom = 0.55 if xlabels else 0.4, 0.75
+  caption_lines = math.ceil(len(caption) / (width_in * 14))  # about 14 characters per inch at 7.5 pt
+  top, bottom = 0.55 if xlabels else 0.4, 0.2 + 0.16 * caption_lines
   fig = plt.figure(figsize=(width_in, img_h + top + bottom), dpi=120)
   H = fig.get_figheight()
   ax = fig.add_axes([0.2 / width_in, bottom / H, img_w / width_in, img_h / H])

@@ -66,7 +66,7 @@ def plot(points: dict, path: str, dataset: str, baselines: dict | None = None) -
   ax.set_ylabel("Parzen log-likelihood (nats)")
   ax.set_title(f"Parzen log-likelihood over training ({dataset}, {len(steps)} checkpoints)",
                fontsize=10)
-  ax.legend(fontsize=8, loc="lower right")
+  ax.legend(fontsize=8, loc="best")
   ax.grid(alpha=0.3)
   ax_s.plot(epochs, sigmas, "s-", color="tab:gray", ms=3, lw=1)
   ax_s.set_ylabel("σ chosen")
