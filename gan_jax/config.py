@@ -38,13 +38,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.noise = "uniform"  # 'uniform' U[-sqrt 3, sqrt 3] | 'gaussian' N(0, 1)
   c.model.noise_dim = 100
-  c.model.generator = "mlp"
+  c.model.generator = "mlp"  # 'mlp' | 'dcgan'
   c.model.g_hidden = (1200, 1200)
   c.model.g_activation = "relu"
   c.model.g_output = "sigmoid"  # 'sigmoid' | 'tanh' | 'linear'
   c.model.g_init_scale = 0.05  # weights U(-s, s); 0 = LeCun normal
   c.model.g_bias_from_data = True  # output bias = inverse output activation of the data mean
-  c.model.discriminator = "maxout"  # 'maxout' | 'mlp'
+  c.model.discriminator = "maxout"  # 'maxout' | 'mlp' | 'dcgan'
   c.model.d_hidden = (240, 240)
   c.model.d_pieces = 5
   c.model.d_activation = "relu"  # 'mlp' discriminator only
@@ -53,6 +53,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_init_scale = 0.005
   c.model.compute_dtype = "float32"  # 'float32' | 'bfloat16' (params stay float32)
   c.model.d_spectral_norm = False  # D uses W / sigma(W) for every weight matrix (gan_jax/penalties.py)
+  # 'dcgan' generator/discriminator (gan_jax/conv_models.py); NHWC data only.
+  c.model.g_channels = (256, 128, 64)  # dense to the first width, then one 2x upsampling per later width
+  c.model.g_upsample = "transposed"  # 'transposed' (4x4 stride-2) | 'resize_conv' (2x resize, 3x3 conv)
+  c.model.g_resize = "nearest"  # 'resize_conv' only: 'nearest' | 'bilinear'
+  c.model.d_channels = (64, 128, 256)  # one 4x4 stride-2 conv + leaky ReLU per width
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "non_saturating"  # 'minimax' | 'non_saturating' | 'least_squares' | 'hinge' | 'wasserstein'

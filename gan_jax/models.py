@@ -150,8 +150,18 @@ def _mlp_discriminator(mc):
 
 # Registries: `model.generator` / `model.discriminator` name -> builder.
 # A generator builder takes (model_config, example_shape); a discriminator builder (model_config).
-GENERATORS = {"mlp": _mlp_generator}
-DISCRIMINATORS = {"maxout": _maxout_discriminator, "mlp": _mlp_discriminator}
+def _dcgan_generator(mc, example_shape):
+  from gan_jax import conv_models  # pylint: disable=g-import-not-at-top  (conv_models imports this module)
+  return conv_models.build_generator(mc, example_shape)
+
+
+def _dcgan_discriminator(mc):
+  from gan_jax import conv_models  # pylint: disable=g-import-not-at-top
+  return conv_models.build_discriminator(mc)
+
+
+GENERATORS = {"mlp": _mlp_generator, "dcgan": _dcgan_generator}
+DISCRIMINATORS = {"maxout": _maxout_discriminator, "mlp": _mlp_discriminator, "dcgan": _dcgan_discriminator}
 
 
 def build_generator(model_config, example_shape) -> nn.Module:
