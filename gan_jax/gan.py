@@ -232,6 +232,11 @@ class GAN:
 
   def train_steps(self, state: GANState, arrays, num_steps: int, axis_name=None):
     """`num_steps` iterations in one `lax.scan`; metrics come back stacked [num_steps]."""
+    if num_steps == 1:
+      # No loop at all: XLA:CPU runs convolutions inside a loop body on a slow path (10x and more,
+      # jax-ml/jax#12868), and a one-trip scan still compiles to a loop.
+      state, metrics = self.train_step(state, arrays, axis_name)
+      return state, jax.tree.map(lambda m: m[None], metrics)
 
     def body(s, _):
       return self.train_step(s, arrays, axis_name)

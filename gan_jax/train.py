@@ -23,6 +23,7 @@ Everything the loop writes lives in `workdir`:
 """
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -136,9 +137,16 @@ def _nonfinite_message(name: str, step: int, last_good) -> str:
           "Lower the learning rate or check the data")
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _generate(gan, g_params, z):
+  # Module level, keyed on the (hashable) GAN: `jax.jit(gan.generate)` made afresh at every sample
+  # step would compile again each time.
+  return gan.generate(g_params, z)
+
+
 def save_samples(gan, g_params, z, data: pipeline.Data, path: str, title: str, toy_d_fn=None):
   """Writes the sample grid (images) or scatter/histogram (toy data) for fixed noise `z`."""
-  x = np.asarray(jax.jit(gan.generate)(g_params, z))
+  x = np.asarray(_generate(gan, g_params, z))
   if data.image_shape is None:
     return plotting.save_toy_samples(x, path, title, toy=data.sampler.toy, d_fn=toy_d_fn)
   imgs = plotting.to_displayable(x, data.image_shape, data.display_scale)
