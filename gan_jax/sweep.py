@@ -178,7 +178,7 @@ def _label(value) -> str:
 
 # ---------------------------------------------------------------------------- resuming
 def _comparable(config) -> dict:
-  return {k: v for k, v in vmap_train.flat_config(config).items() if not vmap_train._is_driver(k)}  # pylint: disable=protected-access
+  return {k: v for k, v in vmap_train.flat_config(config).items() if not vmap_train.is_driver_key(k)}
 
 
 def load_result(workdir: str, run: Run):
@@ -474,8 +474,7 @@ def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: i
 
 # ---------------------------------------------------------------------------- tables and figures
 def _command() -> str:
-  args = [a for a in sys.argv[1:]]
-  return "python -m gan_jax.sweep " + " ".join(args)
+  return "python -m gan_jax.sweep " + " ".join(sys.argv[1:])
 
 
 def _collect(workdir: str, runs: list) -> list:
@@ -636,7 +635,11 @@ def main(argv):
     print(f"stopped: {summary['skipped'] + summary['trained']} of {summary['runs']} runs finished; "
           f"rerun the same command to resume. Partial tables: {where}", flush=True)
     if summary["interrupted"]:
-      sys.exit(130)
+      sys.stdout.flush()
+      sys.stderr.flush()
+      # A dispatch still running on the device would hold the exit until it finishes (minutes for a
+      # big model on a CPU); every finished run and the tables are on disk, so leave now.
+      os._exit(130)  # pylint: disable=protected-access
   else:
     print(f"sweep finished: {summary['runs']} runs ({summary['trained']} trained now) in "
           f"{summary['wall_time_s']:.0f} s; tables: {where}", flush=True)

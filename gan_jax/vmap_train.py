@@ -36,7 +36,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import checkpoint, gan as gan_lib, losses, optim
+from gan_jax import gan as gan_lib, losses, optim
 from gan_jax.data import pipeline
 from gan_jax.data.pipeline import DataState
 from gan_jax.errors import UserError
@@ -53,16 +53,23 @@ _DRIVER_KEYS = ("steps_per_dispatch", "log_every", "sample_every", "checkpoint_e
 
 def flat_config(config: ml_collections.ConfigDict) -> dict:
   """The config as one flat dict of JSON values, {'optimizer.g_lr': 2e-4, ...}."""
-  return checkpoint._flatten(checkpoint.config_to_json(config))  # pylint: disable=protected-access
+  def flatten(d, prefix):
+    out = {}
+    for k, v in d.items():
+      out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+  return flatten(json.loads(config.to_json()), "")
 
 
-def _is_driver(key: str) -> bool:
+def is_driver_key(key: str) -> bool:
+  """Whether a (flat) config key only drives the loop (logging, dispatch size), not what is trained."""
   return any(key == k or (k.endswith(".") and key.startswith(k)) for k in _DRIVER_KEYS)
 
 
 def program_key(config: ml_collections.ConfigDict) -> str:
   """Equal for two configs exactly when they can train as members of one vmapped program."""
-  flat = {k: v for k, v in flat_config(config).items() if k not in VMAPPABLE_KEYS and not _is_driver(k)}
+  flat = {k: v for k, v in flat_config(config).items() if k not in VMAPPABLE_KEYS and not is_driver_key(k)}
   return json.dumps(flat, sort_keys=True)
 
 
@@ -108,7 +115,7 @@ class VmapGroup:
       if program_key(c) != key0:
         base = flats[0]
         diff = sorted(k for k in set(base) | set(flat)
-                      if base.get(k) != flat.get(k) and k not in VMAPPABLE_KEYS and not _is_driver(k))
+                      if base.get(k) != flat.get(k) and k not in VMAPPABLE_KEYS and not is_driver_key(k))
         raise UserError(f"runs differing in {', '.join(diff)} cannot share one vmapped program; only "
                         f"{', '.join(VMAPPABLE_KEYS)} may differ (train them as separate groups)")
     bad = [c.seed for c in configs if not 0 <= c.seed < 2**31]
@@ -275,27 +282,25 @@ def _solo_program(group: VmapGroup, steps: int):
 def benchmark(config, members: int, steps: int, repeats: int = 3) -> dict:
   """Aggregate iterations/s of `members` vmapped seeds against one run of `config`, both compiled.
 
-  Each figure is the best of `repeats` timed calls of `steps` iterations (after a warm-up call).
+  Each figure is the best of `repeats` timed calls of `steps` iterations, after a warm-up call; the
+  solo and vmapped calls alternate, so a machine whose load drifts slows both alike.
   """
   group = VmapGroup.build(_seeds(config, members))
   init, solo_fn, solo_compile = _solo_program(group, steps)
   arrays = group.arrays()
-
-  def best(fn, s):
-    s, m = fn(s)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      s, m = fn(s)
-      jax.block_until_ready(m)
-      times.append(time.perf_counter() - t0)
-    return min(times)
-
-  t_solo = best(lambda s: solo_fn(s, arrays), init(config.seed))
-  print(f"1 run: {steps / t_solo:.1f} it/s (compile {solo_compile:.1f} s)", flush=True)
   group._compiled(steps)  # pylint: disable=protected-access
-  t_group = best(lambda s: group.run(s, steps), group.init())
+  runs = {"solo": [lambda s: solo_fn(s, arrays), init(config.seed), []],
+          "group": [lambda s: group.run(s, steps), group.init(), []]}
+  for rep in range(repeats + 1):
+    for entry in runs.values():
+      fn, s, times = entry
+      t0 = time.perf_counter()
+      entry[1], m = fn(s)
+      jax.block_until_ready(m)
+      if rep:  # the first call of each is a warm-up
+        times.append(time.perf_counter() - t0)
+  t_solo, t_group = min(runs["solo"][2]), min(runs["group"][2])
+  print(f"1 run: {steps / t_solo:.1f} it/s (compile {solo_compile:.1f} s)", flush=True)
   out = {
       "device": jax.devices()[0].device_kind,
       "compute_dtype": config.model.get("compute_dtype", "float32"),

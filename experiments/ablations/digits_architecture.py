@@ -1,9 +1,12 @@
 """Ablation (c): architecture x noise distribution, on the 8x8 digits, scored by offline metrics.
 
   python -m gan_jax.sweep --sweep=experiments/ablations/digits_architecture.py \
-      --workdir=runs/digits_architecture
+      --workdir=runs/digits_architecture --max_members=1
 
-Base: experiments/configs/digits.py for 3,000 steps. Architectures: the paper's MLP generator with a
+`--max_members=1` trains each run alone: vmapping convolutions over members makes them grouped
+convolutions, which XLA runs slower on a CPU than one run after another (docs/ABLATIONS.md).
+
+Base: experiments/configs/digits.py for 2,000 steps. Architectures: the paper's MLP generator with a
 maxout discriminator (flat pixels), and the DCGAN-style pair of gan_jax/conv_models.py (NHWC pixels:
 G dense to 2x2x64 -> 4x4x32 -> 8x8x1 sigmoid, D 4x4 stride-2 convolutions 32 -> 64, leaky ReLU), its
 generator upsampling by 4x4 stride-2 transposed convolutions or by weight-free nearest-neighbour 2x
@@ -24,7 +27,7 @@ def get_config(arg: str = ""):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config()
-  c.num_steps = 3000
+  c.num_steps = 2000
   c.steps_per_dispatch = 500
   c.log_every = 100
   c.model.g_channels = (64, 32)  # 'dcgan' cells: 2x2x64 -> 4x4x32 -> 8x8x1
