@@ -23,6 +23,7 @@ how far each vmapped member ends from the same seed trained alone:
   python -m gan_jax.vmap_train --config=experiments/configs/mog_2d.py --members=4 --steps=1000 --check
 """
 
+import collections
 import dataclasses
 import functools
 import json
@@ -49,6 +50,10 @@ VMAPPABLE_KEYS = ("seed", "optimizer.g_lr", "optimizer.d_lr", "optimizer.b1", "o
 # Keys that only drive the loop (logging, checkpoints) and never change what a run computes.
 _DRIVER_KEYS = ("steps_per_dispatch", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
                 "num_samples", "parallel.")
+
+
+_PROGRAM_CACHE = collections.OrderedDict()  # compiled programs of recent groups, least recent first
+_PROGRAM_CACHE_SIZE = 8
 
 
 def flat_config(config: ml_collections.ConfigDict) -> dict:
@@ -171,9 +176,23 @@ class VmapGroup:
     return jax.tree.map(lambda ax, x: x if ax is None else x[i], axes, states, is_leaf=lambda x: x is None)
 
   # ------------------------------------------------------------------ running
+  def cache_key(self, num_steps: int) -> str:
+    """Equal for groups that run the same compiled program: the same configs but for their seeds
+    and the values that vary (so a sweep with --max_members=1 compiles once for all seeds of a
+    cell). Vmappable values that do not vary are constants of the program, so they are in the key."""
+    flat = flat_config(self.configs[0])
+    return json.dumps([num_steps, self.size, sorted(self.varying),
+                       {k: v for k, v in flat.items() if k != "seed" and k not in self.varying
+                        and not is_driver_key(k)}], sort_keys=True)
+
   def _compiled(self, num_steps: int):
     if num_steps in self._programs:
       return self._programs[num_steps]
+    key = self.cache_key(num_steps)
+    if key in _PROGRAM_CACHE:
+      _PROGRAM_CACHE.move_to_end(key)
+      self._programs[num_steps] = _PROGRAM_CACHE[key]
+      return _PROGRAM_CACHE[key]
     shapes = jax.eval_shape(self.init)
     axes = state_axes(shapes)
 
@@ -185,7 +204,9 @@ class VmapGroup:
     compiled = fn.lower(shapes, self.hparams(), self.arrays()).compile()
     self.compile_time_s += time.perf_counter() - t0
     logging.info("compiled %d members x %d steps in %.1f s", self.size, num_steps, time.perf_counter() - t0)
-    self._programs[num_steps] = compiled
+    self._programs[num_steps] = _PROGRAM_CACHE[key] = compiled
+    while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
+      _PROGRAM_CACHE.popitem(last=False)
     return compiled
 
   def hparams(self) -> dict:

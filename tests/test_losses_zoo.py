@@ -149,13 +149,13 @@ def _one_step(gan, data, state):
 
 
 def test_penalty_is_added_to_d_loss_with_the_step_keys(ring):
-  """d_loss with R1 minus d_loss without = weight * R1 on the step's own real batch (same init,
-  same keys), so the penalty is wired in with the core's per-example randomness."""
+  """D's objective = its loss + weight * R1 on the step's own real batch, so the penalty is wired in
+  with the core's per-example randomness. (For the non-saturating loss D's loss is -V, and the
+  `value` metric is V on the same batch.)"""
   c, data, state = ring
   gan = gan_lib.build_gan(_ring(**{"loss.penalty": "r1", "loss.penalty_weight": 3.0}), data)
-  assert gan.penalty == "r1" and gan.penalty_weight == 3.0
-  new, pen = _one_step(gan, data, state)
-  plain_new, plain = _one_step(dataclasses.replace(gan, penalty="none"), data, state)
+  assert gan.penalty == "r1" and gan.penalty_weight == 3.0 and gan.loss.name == "non_saturating"
+  _, pen = _one_step(gan, data, state)
 
   @jax.jit
   def expected_r1(state):  # on the first D step's real batch, drawn as gan.train_step draws it
@@ -168,10 +168,7 @@ def test_penalty_is_added_to_d_loss_with_the_step_keys(ring):
 
   r1 = expected_r1(state)
   assert float(r1) > 1e-4
-  np.testing.assert_allclose(pen["d_loss"] - plain["d_loss"], 3.0 * r1, rtol=1e-4)
-  # ... and it changes D's update, not the value of the game at this step.
-  assert not np.allclose(new.d_params["hidden_0"]["kernel"], plain_new.d_params["hidden_0"]["kernel"])
-  np.testing.assert_allclose(pen["value"], plain["value"], rtol=1e-6)
+  np.testing.assert_allclose(pen["d_loss"] + pen["value"], 3.0 * r1, rtol=1e-4)
 
 
 def test_wgan_gp_with_spectral_norm_and_k_steps_trains(ring):

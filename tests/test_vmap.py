@@ -80,6 +80,23 @@ def test_members_match_solo_runs_with_other_seeds_and_hyperparameters(toy_group)
   np.testing.assert_array_equal(history["step"], [4, 8])
 
 
+def test_groups_differing_only_in_seeds_share_one_compiled_program(toy_group):
+  configs, group, states, _, _ = toy_group
+  reseeded = [c.copy_and_resolve_references() for c in configs]
+  for i, c in enumerate(reseeded):
+    c.seed = 10 + i
+  again = vmap_train.VmapGroup.build(reseeded, group.data)
+  assert again.cache_key(8) == group.cache_key(8)
+  out, _ = again.run(again.init(), 8)
+  assert again.compile_time_s == 0  # the first group's program, not a new compilation
+  assert _tree_max_diff(again.member(out, 1).g_params, group.member(states, 1).g_params) > 1e-3
+  # A vmappable value that does not vary is a constant of the program: another value, another key.
+  other_d_lr = [c.copy_and_resolve_references() for c in configs]
+  for c in other_d_lr:
+    c.optimizer.d_lr = 0.07
+  assert vmap_train.VmapGroup.build(other_d_lr, group.data).cache_key(8) != group.cache_key(8)
+
+
 def test_a_diverging_member_is_reported_and_leaves_the_others_alone(toy_group):
   _, _, _, history, info = toy_group
   assert info["nonfinite_step"][:3] == [None, None, None]
