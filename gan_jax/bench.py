@@ -2,6 +2,7 @@
 
   python -m gan_jax.bench [--models=mnist_mlp,dcgan32] [--modes=step,scan,vmap,bf16,bare]
                           [--seeds=8,16] [--steps_per_dispatch=N] [--repeats=R] [--json_out=PATH]
+                          [--profile]
 
 Models: `mnist_mlp` is the paper's MNIST pair with its exact update (experiments/configs/mnist_paper.py:
 batch 100, per-example dropout, simultaneous update, paper SGD); `dcgan32` is experiments/configs/
@@ -23,15 +24,23 @@ neighbour slows every mode alike), and a row reports the best of `--repeats` dis
 row's images/s over its ceiling's (same dtype, same dispatch style). On a CPU the default is `--quick`
 (DCGAN widths /4 and batch 16, 4 steps per dispatch, 2 rounds); `--noquick` runs the real sizes, for
 accelerators. FLOPs per iteration are counted analytically (`flops_per_iteration`).
+
+`--profile` adds where a step's time goes: a `jax.profiler` trace of each model's one-step trainer
+program, its instructions' time summed by kind (matmul/conv, random numbers, the rest) and by pass.
 """
 
+import collections
 import dataclasses
 import datetime
 import functools
+import glob
+import gzip
 import json
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 
 import jax
@@ -632,6 +641,93 @@ def run(models, modes, seeds=(8, 16), steps_per_dispatch=5, repeats=3, quick=Fal
   }
 
 
+# ============================================================================ profile
+PROFILE_KINDS = ("matmul/conv", "random numbers", "other (elementwise, reductions, copies)")
+_RANDOM_OPS = re.compile(r"_bernoulli|_uniform|_normal|threefry|random_bits|_split|fold_in|permutation")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.-]+) = .*?\s([a-z][a-z0-9-]*)\(")
+
+
+def _top_level_ops(hlo_text: str) -> dict:
+  """{instruction name: (kind, pass)} for the ENTRY computation of an HLO module.
+
+  Only top-level instructions are kept: a `while` (here: threefry's loop) is timed as a whole, so
+  the instructions of its body, which the trace also lists, are not counted twice. `pass` is
+  'backward' for instructions from a transposed (gradient) computation, else 'forward'.
+  """
+  ops, in_entry = {}, False
+  for line in hlo_text.splitlines():
+    if line.startswith("ENTRY"):
+      in_entry = True
+      continue
+    if in_entry and line.startswith("}"):
+      break
+    m = _INSTRUCTION.match(line) if in_entry else None
+    if not m:
+      continue
+    name, opcode = m.groups()
+    op_name = re.search(r'op_name="([^"]*)"', line)
+    op_name = op_name.group(1) if op_name else ""
+    if _RANDOM_OPS.search(op_name):
+      kind = PROFILE_KINDS[1]
+    elif opcode in ("dot", "convolution") or re.search(r"ynn|dot|conv|gemm", name):
+      kind = PROFILE_KINDS[0]
+    else:
+      kind = PROFILE_KINDS[2]
+    ops[name] = (kind, "backward" if "transpose(" in op_name else "forward")
+  return ops
+
+
+def profile_step(model: str, quick: bool, batch_size: int = 0, dispatches: int = 5) -> dict:
+  """Where one training step's time goes: a `jax.profiler` trace of the trainer's one-step program.
+
+  Runs `dispatches` steps under the profiler and sums the trace's durations of the program's
+  top-level instructions by kind (`PROFILE_KINDS`) and by pass (forward or gradient). Returns
+  milliseconds per step: {'wall': ..., 'kinds': {...}, 'passes': {...}, 'top': [(op, ms, kind)]}.
+  On a multi-threaded backend instructions can overlap, so the sums may exceed the wall time.
+  """
+  config = bench_config(model, "float32", quick, batch_size)
+  config.steps_per_dispatch = 1
+  data = synthetic_data(config, config.data.num_train)
+  gan = gan_lib.build_gan(config, data)
+  runner = parallel.Runner(gan, "none")
+  state, arrays = runner.put(gan.init(config.seed, None)), runner.put(data.arrays)
+  ops = _top_level_ops(runner.compiled(state, arrays, 1).as_text())
+  for _ in range(2):  # warm-up
+    state, metrics = runner.run(state, arrays, 1)
+  jax.block_until_ready(metrics)
+  with tempfile.TemporaryDirectory() as logdir:
+    t0 = time.perf_counter()
+    with jax.profiler.trace(logdir, create_perfetto_trace=True):
+      for _ in range(dispatches):
+        state, metrics = runner.run(state, arrays, 1)
+      jax.block_until_ready(metrics)
+    wall = (time.perf_counter() - t0) / dispatches
+    traces = glob.glob(os.path.join(logdir, "**", "*.trace.json.gz"), recursive=True)
+    with gzip.open(traces[0]) as f:
+      events = json.load(f)["traceEvents"]
+  per_op = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and e.get("name") in ops:
+      per_op[e["name"]] += e.get("dur", 0) / 1e3 / dispatches
+  kinds = {k: 0.0 for k in PROFILE_KINDS}
+  passes = {"forward": 0.0, "backward": 0.0}
+  for name, ms in per_op.items():
+    kinds[ops[name][0]] += ms
+    passes[ops[name][1]] += ms
+  return {"model": model, "wall": 1e3 * wall, "kinds": kinds, "passes": passes,
+          "top": [(name, ms, ops[name][0]) for name, ms in per_op.most_common(8)]}
+
+
+def format_profile(p: dict) -> str:
+  """Lines of a `profile_step` result."""
+  total = sum(p["kinds"].values()) or 1.0
+  lines = [f"{p['model']}: one step {p['wall']:.1f} ms wall; instruction time by kind (ms per step, share):"]
+  lines += [f"  {k:<40} {ms:8.2f}  {ms / total:6.1%}" for k, ms in p["kinds"].items()]
+  lines += [f"  {k + ' pass':<40} {ms:8.2f}  {ms / total:6.1%}" for k, ms in p["passes"].items()]
+  lines.append("  slowest instructions: " + ", ".join(f"{n} {ms:.2f} ms ({k.split()[0]})" for n, ms, k in p["top"]))
+  return "\n".join(lines)
+
+
 # ============================================================================ command line
 def _main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -654,8 +750,12 @@ def _main(argv):
           f"{spd} steps per dispatch, {repeats} rounds (--noquick for the real sizes)", flush=True)
   report = run(parse(f.models, "models"), parse(f.modes, "modes"), seeds, spd, repeats, quick,
                f.num_examples or None, f.batch_size, log=lambda s: print(s, flush=True))
+  if f.profile:
+    report["profiles"] = [profile_step(m, quick, f.batch_size) for m in parse(f.models, "models")]
   print(f"\n{report['device_kind']} ({report['platform']}), {report['date']}, {report['command']}")
   print(format_table(report["rows"]))
+  for p in report.get("profiles", []):
+    print(format_profile(p))
   if f.json_out:
     os.makedirs(os.path.dirname(os.path.abspath(f.json_out)), exist_ok=True)
     with open(f.json_out, "w", encoding="utf-8") as out:
@@ -681,4 +781,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("batch_size", 0, "Batch size of every model (0: the experiment's, 100 and 128).")
   flags.DEFINE_bool("quick", None, "Small DCGAN, few steps (default: on when JAX runs on a CPU).")
   flags.DEFINE_string("json_out", "", "Write the report as JSON here.")
+  flags.DEFINE_bool("profile", False, "Also trace a few one-step dispatches of each model's trainer "
+                    "with jax.profiler and print where a step's time goes.")
   sys.exit(cli.run(_main))

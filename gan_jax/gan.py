@@ -99,16 +99,25 @@ class GAN:
 
   # ------------------------------------------------------------------ state
   def init(self, seed: int, mean_example=None) -> GANState:
-    """A fresh state. With `mean_example`, G's output bias starts at the data mean (the paper)."""
+    """A fresh state. With `mean_example`, G's output bias starts at the data mean (the paper).
+
+    Compiled as one program (eager initialisation dispatches hundreds of small ops, seconds each
+    time a process starts); `seed` is traced, so other seeds reuse the program.
+    """
+    bias = None
+    if mean_example is not None and hasattr(self.generator, "output_activation"):
+      bias = models.output_bias_for_data(mean_example, self.generator.output_activation)
+    return _init_jit(self, seed, bias)
+
+  def _init(self, seed, output_bias=None) -> GANState:
     root = jax.random.PRNGKey(seed)
     k_g, k_d = jax.random.split(jax.random.fold_in(root, 1_000_003))
     z = jnp.zeros((1, self.noise_dim))
     g_params = self.generator.init(k_g, z)["params"]
     x = jnp.zeros((1,) + tuple(self.sampler.example_shape))
     d_params = self.discriminator.init(k_d, x, train=False)["params"]
-    if mean_example is not None and "output" in g_params:
-      bias = models.output_bias_for_data(mean_example, self.generator.output_activation)
-      g_params = flax.core.copy(g_params, {"output": dict(g_params["output"], bias=jnp.asarray(bias))})
+    if output_bias is not None and "output" in g_params:
+      g_params = flax.core.copy(g_params, {"output": dict(g_params["output"], bias=jnp.asarray(output_bias))})
     return GANState(
         step=jnp.int32(0), key=root, g_params=g_params, d_params=d_params,
         g_opt_state=self.g_tx.init(g_params), d_opt_state=self.d_tx.init(d_params),
@@ -281,6 +290,11 @@ def build_gan(config, data: Data) -> GAN:
 def fixed_noise(gan: GAN, seed: int, n: int):
   """The noise batch used for sample grids: the same for every step of a run."""
   return gan.noise_batch(jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLES), n)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_jit(gan, seed, output_bias):
+  return gan._init(seed, output_bias)  # pylint: disable=protected-access
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))

@@ -18,10 +18,10 @@ ROW_FIELDS = {"model", "mode", "compute_dtype", "runs", "batch", "iters_per_disp
               "vs_bare"}
 
 
-def _bench(tmp_path, *flags):
+def _bench(tmp_path, *flags, model="dcgan32"):
   """Runs the benchmark command on tiny settings; returns (stdout, the JSON report)."""
   out = tmp_path / "bench.json"
-  cmd = [sys.executable, "-m", "gan_jax.bench", "--models=dcgan32", "--steps_per_dispatch=2", "--repeats=1",
+  cmd = [sys.executable, "-m", "gan_jax.bench", f"--models={model}", "--steps_per_dispatch=2", "--repeats=1",
          "--num_examples=64", "--batch_size=4", "--quick", f"--json_out={out}", *flags]
   proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(1), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -39,8 +39,9 @@ def _check_rows(rows: dict, batch: int):
       assert row["vs_bare"] == 1.0
 
 
-def test_cli_writes_table_and_json(tmp_path):
-  stdout, report = _bench(tmp_path, "--modes=scan,bare")
+def test_cli_writes_table_json_and_profile(tmp_path):
+  """The paper's MLP at batch 4 (a seconds-long check; the DCGAN's rows are in the slow test below)."""
+  stdout, report = _bench(tmp_path, "--modes=scan,bare", "--profile", model="mnist_mlp")
   assert "vs bare" in stdout and "round 1/1" in stdout and "ETA" in stdout and "wrote" in stdout
   assert report["quick"] and report["steps_per_dispatch"] == 2 and report["platform"] == "cpu"
   assert {"date", "command", "device_kind", "jax_version", "flops_per_iteration", "rows"} <= set(report)
@@ -50,8 +51,34 @@ def test_cli_writes_table_and_json(tmp_path):
   scan, bare = rows[("scan", "float32")], rows[("bare", "float32")]
   assert scan["vs_bare"] == pytest.approx(scan["images_per_s"] / bare["images_per_s"])
   assert scan["iters_per_dispatch"] == 2
-  flops = report["flops_per_iteration"]["dcgan32"]["float32"]
+  flops = report["flops_per_iteration"]["mnist_mlp"]["float32"]
   assert scan["tflops_per_s"] == pytest.approx(scan["iters_per_s"] * flops / 1e12)
+  # --profile: one step's instruction time by kind, from a jax.profiler trace.
+  (profile,) = report["profiles"]
+  assert profile["model"] == "mnist_mlp" and profile["wall"] > 0
+  assert set(profile["kinds"]) == set(bench.PROFILE_KINDS)
+  assert all(ms > 0 for ms in profile["kinds"].values())  # the MLP's matmuls, dropout masks, the rest
+  assert profile["passes"]["backward"] > 0 and profile["top"]
+  assert "random numbers" in stdout and "slowest instructions" in stdout
+
+
+def test_profile_kinds_from_hlo():
+  """Only the ENTRY computation's instructions count (a while loop's body is inside its time)."""
+  hlo = """HloModule m
+%body (p: (s32[], u32[4])) -> (s32[], u32[4]) {
+  %add.9 = u32[4]{0} add(%a, %b), metadata={op_name="jit(f)/threefry2x32"}
+}
+ENTRY %main (x: f32[2,3]) -> f32[2,2] {
+  %dot.1 = f32[2,2]{1,0} dot(%x, %y), metadata={op_name="jit(f)/jvp(D)/dot_general"}
+  %ynn_fusion.3 = f32[2,2]{1,0} fusion(%x), kind=kCustom, metadata={op_name="jit(f)/transpose(jvp(D))/dot_general"}
+  %while.5 = (s32[], u32[4]{0}) while(%t), condition=%c, body=%body, metadata={op_name="jit(f)/D/Dropout_0/jit(_bernoulli)/while"}
+  ROOT %add_fusion.2 = f32[2,2]{1,0} fusion(%dot.1), kind=kLoop, metadata={op_name="jit(f)/add"}
+}
+"""
+  ops = bench._top_level_ops(hlo)  # pylint: disable=protected-access
+  matmul, rng, other = bench.PROFILE_KINDS
+  assert ops == {"dot.1": (matmul, "forward"), "ynn_fusion.3": (matmul, "backward"),
+                 "while.5": (rng, "forward"), "add_fusion.2": (other, "forward")}
 
 
 @pytest.mark.slow
