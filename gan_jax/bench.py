@@ -576,15 +576,40 @@ def summarize(cases, flops: dict) -> list[dict]:
 def format_table(rows) -> str:
   """A fixed-width table of the rows."""
   head = (f"{'model':<10} {'mode':<9} {'dtype':<9} {'it/s':>9} {'images/s':>10} {'TFLOP/s':>8} "
-          f"{'compile s':>9} {'vs bare':>7}")
+          f"{'compile s':>9} {'vs bare':>7} {'floor it/s':>10}")
   lines = [head, "-" * len(head)]
   for r in rows:
     ratio = f"{r['vs_bare']:.3f}" if r["vs_bare"] is not None else "-"
+    floor = f"{r['floor_iters_per_s']:.1f}" if r.get("floor_iters_per_s") else "-"
     lines.append(f"{r['model']:<10} {r['mode']:<9} {r['compute_dtype']:<9} {r['iters_per_s']:>9.2f} "
-                 f"{r['images_per_s']:>10.0f} {r['tflops_per_s']:>8.3f} {r['compile_s']:>9.1f} {ratio:>7}")
+                 f"{r['images_per_s']:>10.0f} {r['tflops_per_s']:>8.3f} {r['compile_s']:>9.1f} {ratio:>7} "
+                 f"{floor:>10}")
   lines.append("it/s: best round, summed over vmapped runs; vs bare: median over rounds of the same-round "
-               "ratio to the bare loop (same dtype and dispatch style)")
+               "ratio to the bare loop (same dtype and dispatch style); floor it/s: the iteration's FLOPs "
+               "at the device's float32 matmul rate (the physical floor, as iterations/s)")
   return "\n".join(lines)
+
+
+def matmul_peak_flops(m: int = 200, k: int = 1200, n: int = 1200, seconds: float = 1.0) -> float:
+  """FLOP/s of one float32 [m, k] x [k, n] matmul on the default device, best of 3 timings of
+  back-to-back dispatches: what the device reaches on the paper model's largest matmul (D and G on
+  2 x 100 examples, 1200 wide), the practical peak for the physical floor of these models."""
+  x, w = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
+  f = jax.jit(lambda x, w: x @ w)
+  jax.block_until_ready(f(x, w))
+  t0, calls = time.perf_counter(), 0
+  while time.perf_counter() - t0 < seconds / 10 or calls < 3:
+    jax.block_until_ready(f(x, w))
+    calls += 1
+  calls = max(3, int(calls * 10 / 3))  # ~seconds/3 per timing
+  best = float("inf")
+  for _ in range(3):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+      y = f(x, w)
+    jax.block_until_ready(y)
+    best = min(best, (time.perf_counter() - t0) / calls)
+  return 2.0 * m * k * n / best
 
 
 def run(models, modes, seeds=(8, 16), steps_per_dispatch=5, repeats=3, quick=False, num_examples=None,
@@ -624,6 +649,10 @@ def run(models, modes, seeds=(8, 16), steps_per_dispatch=5, repeats=3, quick=Fal
   log(f"timing {len(cases)} rows, {repeats} rounds")
   time_cases(cases, repeats, log)
   rows = summarize(cases, flops)
+  peak = matmul_peak_flops()
+  log(f"float32 matmul [200,1200]x[1200,1200]: {peak / 1e12:.3f} TFLOP/s")
+  for row in rows:  # the physical floor: the iteration's FLOPs at that matmul rate
+    row["floor_iters_per_s"] = row["runs"] * peak / flops[row["model"]][row["compute_dtype"]]
   device = jax.devices()[0]
   return {
       "date": datetime.date.today().isoformat(),
@@ -636,6 +665,7 @@ def run(models, modes, seeds=(8, 16), steps_per_dispatch=5, repeats=3, quick=Fal
       "steps_per_dispatch": steps_per_dispatch,
       "repeats": repeats,
       "flops_per_iteration": flops,
+      "matmul_peak_tflops": peak / 1e12,
       "total_time_s": time.perf_counter() - t0,
       "rows": rows,
   }
@@ -652,7 +682,9 @@ def _top_level_ops(hlo_text: str) -> dict:
 
   Only top-level instructions are kept: a `while` (here: threefry's loop) is timed as a whole, so
   the instructions of its body, which the trace also lists, are not counted twice. `pass` is
-  'backward' for instructions from a transposed (gradient) computation, else 'forward'.
+  'backward' for instructions from a transposed (gradient) computation, 'forward' for the others
+  that name their source, 'unattributed' for those XLA created without a source (e.g. the weight
+  gradients of transposed convolutions, rewritten as dilated convolutions).
   """
   ops, in_entry = {}, False
   for line in hlo_text.splitlines():
@@ -673,35 +705,21 @@ def _top_level_ops(hlo_text: str) -> dict:
       kind = PROFILE_KINDS[0]
     else:
       kind = PROFILE_KINDS[2]
-    ops[name] = (kind, "backward" if "transpose(" in op_name else "forward")
+    ops[name] = (kind, "backward" if "transpose(" in op_name else "forward" if op_name else "unattributed")
   return ops
 
 
-def profile_step(model: str, quick: bool, batch_size: int = 0, dispatches: int = 5) -> dict:
-  """Where one training step's time goes: a `jax.profiler` trace of the trainer's one-step program.
-
-  Runs `dispatches` steps under the profiler and sums the trace's durations of the program's
-  top-level instructions by kind (`PROFILE_KINDS`) and by pass (forward or gradient). Returns
-  milliseconds per step: {'wall': ..., 'kinds': {...}, 'passes': {...}, 'top': [(op, ms, kind)]}.
-  On a multi-threaded backend instructions can overlap, so the sums may exceed the wall time.
-  """
-  config = bench_config(model, "float32", quick, batch_size)
-  config.steps_per_dispatch = 1
-  data = synthetic_data(config, config.data.num_train)
-  gan = gan_lib.build_gan(config, data)
-  runner = parallel.Runner(gan, "none")
-  state, arrays = runner.put(gan.init(config.seed, None)), runner.put(data.arrays)
-  ops = _top_level_ops(runner.compiled(state, arrays, 1).as_text())
+def _trace(run_once, hlo_text: str, dispatches: int) -> dict:
+  """Runs `run_once` (one step, returns something to block on) `dispatches` times under
+  `jax.profiler` and sums the trace's durations of `hlo_text`'s top-level instructions."""
+  ops = _top_level_ops(hlo_text)
   for _ in range(2):  # warm-up
-    state, metrics = runner.run(state, arrays, 1)
-  jax.block_until_ready(metrics)
+    jax.block_until_ready(run_once())
   with tempfile.TemporaryDirectory() as logdir:
-    t0 = time.perf_counter()
     with jax.profiler.trace(logdir, create_perfetto_trace=True):
       for _ in range(dispatches):
-        state, metrics = runner.run(state, arrays, 1)
-      jax.block_until_ready(metrics)
-    wall = (time.perf_counter() - t0) / dispatches
+        out = run_once()
+      jax.block_until_ready(out)
     traces = glob.glob(os.path.join(logdir, "**", "*.trace.json.gz"), recursive=True)
     with gzip.open(traces[0]) as f:
       events = json.load(f)["traceEvents"]
@@ -710,21 +728,62 @@ def profile_step(model: str, quick: bool, batch_size: int = 0, dispatches: int =
     if e.get("ph") == "X" and e.get("name") in ops:
       per_op[e["name"]] += e.get("dur", 0) / 1e3 / dispatches
   kinds = {k: 0.0 for k in PROFILE_KINDS}
-  passes = {"forward": 0.0, "backward": 0.0}
+  passes = {"forward": 0.0, "backward": 0.0, "unattributed": 0.0}
   for name, ms in per_op.items():
     kinds[ops[name][0]] += ms
     passes[ops[name][1]] += ms
-  return {"model": model, "wall": 1e3 * wall, "kinds": kinds, "passes": passes,
-          "top": [(name, ms, ops[name][0]) for name, ms in per_op.most_common(8)]}
+  return {"total": sum(kinds.values()), "kinds": kinds, "passes": passes,
+          "top": [(name, ms, ops[name][0]) for name, ms in per_op.most_common(6)]}
+
+
+def profile_step(model: str, quick: bool, batch_size: int = 0, dispatches: int = 5) -> dict:
+  """Where one training step's time goes, in the trainer and in the bare loop.
+
+  Traces `dispatches` one-step dispatches of each with `jax.profiler` and sums the durations of the
+  program's top-level instructions by kind (`PROFILE_KINDS`) and by pass (forward, or gradient:
+  instructions from a transposed computation). Returns {'model', 'trainer': {...}, 'bare': {...}},
+  each with milliseconds per step: 'total', 'kinds', 'passes', 'top' [(instruction, ms, kind)].
+  The profiler slows a CPU down several times (its wall time is not reported): compare the shares,
+  and the trainer with the bare loop, not these milliseconds with the timed table.
+  """
+  config = bench_config(model, "float32", quick, batch_size)
+  config.steps_per_dispatch = 1
+  data = synthetic_data(config, config.data.num_train)
+  gan = gan_lib.build_gan(config, data)
+  runner = parallel.Runner(gan, "none")
+  box = {"state": runner.put(gan.init(config.seed, None))}
+  arrays = runner.put(data.arrays)
+
+  def trainer_once():
+    box["state"], metrics = runner.run(box["state"], arrays, 1)
+    return metrics
+
+  trainer = _trace(trainer_once, runner.compiled(box["state"], arrays, 1).as_text(), dispatches)
+  init, steps = make_bare(config, data.example_shape, data.sampler.num_examples)
+  device = jax.local_devices()[0]
+  box["bare"] = jax.device_put(init(config.seed), device)
+  bare_arrays = jax.device_put(data.arrays, device)
+  fn = jax.jit(steps, donate_argnums=0).lower(box["bare"], bare_arrays).compile()
+
+  def bare_once():
+    box["bare"], losses = fn(box["bare"], bare_arrays)
+    return losses
+
+  bare = _trace(bare_once, fn.as_text(), dispatches)
+  return {"model": model, "trainer": trainer, "bare": bare}
 
 
 def format_profile(p: dict) -> str:
-  """Lines of a `profile_step` result."""
-  total = sum(p["kinds"].values()) or 1.0
-  lines = [f"{p['model']}: one step {p['wall']:.1f} ms wall; instruction time by kind (ms per step, share):"]
-  lines += [f"  {k:<40} {ms:8.2f}  {ms / total:6.1%}" for k, ms in p["kinds"].items()]
-  lines += [f"  {k + ' pass':<40} {ms:8.2f}  {ms / total:6.1%}" for k, ms in p["passes"].items()]
-  lines.append("  slowest instructions: " + ", ".join(f"{n} {ms:.2f} ms ({k.split()[0]})" for n, ms, k in p["top"]))
+  """Lines of a `profile_step` result: the trainer's and the bare loop's columns side by side."""
+  t, b = p["trainer"], p["bare"]
+  lines = [f"{p['model']}: instruction time of one step under jax.profiler (ms, share)   trainer      bare loop"]
+  for group in ("kinds", "passes"):
+    for k in t[group]:
+      label = k if group == "kinds" else f"{k} pass"
+      lines.append(f"  {label:<48} {t[group][k]:7.2f} {t[group][k] / t['total']:5.0%}  "
+                   f"{b[group][k]:7.2f} {b[group][k] / b['total']:5.0%}")
+  lines.append(f"  {'total':<48} {t['total']:7.2f}        {b['total']:7.2f}")
+  lines.append("  trainer's slowest: " + ", ".join(f"{n} {ms:.2f} ms ({k.split()[0]})" for n, ms, k in t["top"]))
   return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import time
 
 import jax
@@ -606,7 +607,7 @@ def plot_previews(path: str, previews: dict, config) -> None:
       ax.axis("off")
     else:  # 1-D toys: a histogram
       ax.hist(x[:, 0], bins=60, color="tab:green")
-    ax.set_title(f"{name} (seed {seed})", fontsize=7)
+    ax.set_title(textwrap.fill(f"{name} (seed {seed})", 36), fontsize=7)
   for ax in list(axes.flat)[n:]:
     ax.axis("off")
   fig.tight_layout()

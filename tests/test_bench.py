@@ -15,7 +15,7 @@ from gan_jax import bench, gan as gan_lib, parallel, train
 
 ROW_FIELDS = {"model", "mode", "compute_dtype", "runs", "batch", "iters_per_dispatch", "iters_per_s",
               "iters_per_s_median", "images_per_s", "compile_s", "dispatch_times_s", "tflops_per_s",
-              "vs_bare"}
+              "vs_bare", "floor_iters_per_s"}
 
 
 def _bench(tmp_path, *flags, model="dcgan32"):
@@ -34,7 +34,7 @@ def _check_rows(rows: dict, batch: int):
     assert row["batch"] == batch and row["iters_per_s"] > 0 and row["compile_s"] > 0
     assert row["images_per_s"] == pytest.approx(row["iters_per_s"] * batch)  # it/s summed over runs
     assert len(row["dispatch_times_s"]) == 1
-    assert row["vs_bare"] > 0
+    assert row["vs_bare"] > 0 and row["floor_iters_per_s"] > 0
     if mode.startswith("bare"):
       assert row["vs_bare"] == 1.0
 
@@ -53,13 +53,16 @@ def test_cli_writes_table_json_and_profile(tmp_path):
   assert scan["iters_per_dispatch"] == 2
   flops = report["flops_per_iteration"]["mnist_mlp"]["float32"]
   assert scan["tflops_per_s"] == pytest.approx(scan["iters_per_s"] * flops / 1e12)
+  assert scan["floor_iters_per_s"] == pytest.approx(report["matmul_peak_tflops"] * 1e12 / flops)
   # --profile: one step's instruction time by kind, from a jax.profiler trace.
   (profile,) = report["profiles"]
-  assert profile["model"] == "mnist_mlp" and profile["wall"] > 0
-  assert set(profile["kinds"]) == set(bench.PROFILE_KINDS)
-  assert all(ms > 0 for ms in profile["kinds"].values())  # the MLP's matmuls, dropout masks, the rest
-  assert profile["passes"]["backward"] > 0 and profile["top"]
-  assert "random numbers" in stdout and "slowest instructions" in stdout
+  assert profile["model"] == "mnist_mlp"
+  for loop in ("trainer", "bare"):
+    assert set(profile[loop]["kinds"]) == set(bench.PROFILE_KINDS)
+    assert all(ms > 0 for ms in profile[loop]["kinds"].values())  # matmuls, dropout masks, the rest
+    assert profile[loop]["passes"]["backward"] > 0 and profile[loop]["top"]
+    assert profile[loop]["total"] == pytest.approx(sum(profile[loop]["kinds"].values()))
+  assert "random numbers" in stdout and "bare loop" in stdout and "trainer's slowest" in stdout
 
 
 def test_profile_kinds_from_hlo():
