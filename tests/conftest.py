@@ -2,16 +2,21 @@
 
 Both flags must be set before JAX is imported. `--xla_backend_optimization_level=0` roughly halves
 compile times on CPU, which dominate this suite; comparisons in tests are always between runs compiled
-the same way.
+the same way. A persistent compilation cache, shared by the test processes and the commands they
+start, compiles each distinct program once per machine (many tests train the same smoke configs);
+a cached program is the same executable, so no result depends on it.
 """
 
 import os
 import sys
+import tempfile
 
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8", FAST_COMPILE]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "gan_jax_tests_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 

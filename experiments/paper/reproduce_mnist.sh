@@ -11,10 +11,10 @@ DATA="${1:-../shared/data/mnist}"
 RUN="${2:-runs/mnist_paper}"
 PY="${PYTHON:-python}"
 
-# 1. The paper's MNIST model with the reference code's hyperparameters; a checkpoint every 50 epochs.
+# 1. The paper's MNIST model with the reference code's hyperparameters; a checkpoint every 20 epochs.
 "$PY" -m gan_jax.main --config=experiments/configs/mnist_paper.py --workdir="$RUN" \
-  --config.data.dir="$DATA" --config.checkpoint_every=25000 --config.keep_checkpoints=200 \
-  --config.sample_every=25000
+  --config.data.dir="$DATA" --config.checkpoint_every=10000 --config.keep_checkpoints=200 \
+  --config.sample_every=10000
 # 2. Table 1: the newest checkpoint's Parzen log-likelihood beside the paper's rows and baselines.
 "$PY" -m gan_jax.paper.table1 --workdir="$RUN" --dataset_dir="$DATA" --out=docs/table1.md
 # 3. The Parzen log-likelihood of every kept checkpoint, and its curve.
