@@ -347,8 +347,11 @@ def _fmt_s(seconds: float) -> str:
   return f"{m // 60:d}:{m % 60:02d}:{s:02d}"
 
 
-def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, data=None) -> list:
-  """Trains one group of runs as one vmapped program, evaluates each, writes their results."""
+def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, data=None, stop=None) -> list:
+  """Trains one group of runs as one vmapped program, evaluates each, writes their results.
+
+  `stop()` true after training and evaluation (a signal arrived) raises KeyboardInterrupt before any
+  result is written, so an interrupted group is trained again on the next call."""
   config = runs[0].config
   group = vmap_train.VmapGroup.build([r.config for r in runs], data)
   t0 = time.perf_counter()
@@ -358,6 +361,8 @@ def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, d
   for i, run in enumerate(runs):
     state = jax.device_get(group.member(states, i))
     evaluated.append((state, *evaluator(run.config, group.data, group.gan, state.g_params)))
+  if stop is not None and stop():
+    raise KeyboardInterrupt
   time_s = (time.perf_counter() - t0) / group.size  # the group's wall time, shared out
   results = []
   for i, (run, (state, values, preview)) in enumerate(zip(runs, evaluated)):
@@ -388,24 +393,33 @@ def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, d
 
 
 class _SigtermAsInterrupt:
-  """SIGTERM stops a sweep the way Ctrl-C does: finished runs are kept, the tables written."""
+  """SIGTERM stops a sweep the way Ctrl-C does: finished runs are kept, the tables written.
+
+  Both signals raise KeyboardInterrupt at once and are also remembered (`requested`): a
+  KeyboardInterrupt raised while Python code runs inside a library callback can be printed and
+  dropped there, so the sweep checks `requested` between groups as well.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
 
   def __enter__(self):
-    self._previous = signal.getsignal(signal.SIGTERM)
-    try:
-      signal.signal(signal.SIGTERM, self._raise)
-    except ValueError:  # not the main thread: leave signals alone
-      self._previous = None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[sig] = signal.signal(sig, self._raise)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
     return self
 
-  @staticmethod
-  def _raise(signum, frame):
+  def _raise(self, signum, frame):
     del signum, frame
+    self.requested = True
     raise KeyboardInterrupt
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
 
 
 def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: int = 0,
@@ -445,9 +459,11 @@ def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: i
   evaluator = Evaluator(workdir, metric_names)
   trained, interrupted = 0, False
   data_cache = {}
-  with _SigtermAsInterrupt():
+  with _SigtermAsInterrupt() as signals:
     try:
       for gi, group in enumerate(groups):
+        if signals.requested:  # a signal whose KeyboardInterrupt was dropped inside a callback
+          raise KeyboardInterrupt
         if max_groups and gi >= max_groups:
           break
         names = sorted({r.cell_name for r in group})
@@ -457,10 +473,12 @@ def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: i
                                if k.startswith("data.") or k == "batch_size"}, sort_keys=True)
         if data_key not in data_cache:
           data_cache = {data_key: pipeline.build_data(group[0].config)}  # one data set in memory
-        train_group(workdir, group, evaluator, clock, data_cache[data_key])
+        train_group(workdir, group, evaluator, clock, data_cache[data_key], stop=lambda: signals.requested)
         trained += len(group)
         clock.done_runs = trained
         write_tables(workdir, runs, spec, command)
+      if signals.requested:
+        raise KeyboardInterrupt
     except KeyboardInterrupt:
       interrupted = True
   write_tables(workdir, runs, spec, command)
