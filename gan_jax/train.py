@@ -16,7 +16,7 @@ Everything the loop writes lives in `workdir`:
   checkpoints/        Orbax checkpoints (state + config), the last `keep_checkpoints`
   metrics.jsonl       one JSON record per log step
   tensorboard/        the same scalars as TensorBoard events
-  samples/            sample grids from a fixed noise batch, `step_XXXXXXX.png`
+  samples/            sample grids from a fixed noise batch, one per `sample_every` (`step_0050000.png`)
   samples.png         the latest grid
   curves.png          losses and D outputs against step
   summary.json        step, wall_time_s, iters_per_s, final d_loss/g_loss, params_sha256, ...

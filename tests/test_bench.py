@@ -212,3 +212,10 @@ def test_runner_donates_state_and_never_calls_the_host(tmp_path):
   jax.block_until_ready(metrics)
   assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
   assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(new_state))
+
+
+def test_grad_norm_cost_script_refuses_a_bad_round_count():
+  proc = subprocess.run([sys.executable, os.path.join("experiments", "perf", "grad_norm_cost.py"), "x"], cwd=REPO,
+                        env=subprocess_env(1), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.startswith("error: ") and "positive integer" in proc.stderr and "Traceback" not in proc.stderr

@@ -37,4 +37,8 @@ def main(rounds: int = 6, steps: int = 20):
 
 
 if __name__ == "__main__":
+  if len(sys.argv) > 2 or (len(sys.argv) == 2 and not (sys.argv[1].isdigit() and int(sys.argv[1]) > 0)):
+    print(f"error: usage: python {sys.argv[0]} [ROUNDS], ROUNDS a positive integer; got {sys.argv[1:]}",
+          file=sys.stderr)
+    sys.exit(2)
   main(int(sys.argv[1]) if len(sys.argv) > 1 else 6)
