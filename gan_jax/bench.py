@@ -10,8 +10,10 @@ dcgan_32.py (batch 128, alternating update, Adam). Data is synthetic: random uin
 shape and count, resident on the device, so nothing is downloaded.
 
 Modes (each row of the table):
-  step   the trainer (`parallel.Runner`, what `gan_jax.train` runs), one iteration per dispatch;
-  scan   the trainer, `steps_per_dispatch` iterations in one `lax.scan` per dispatch;
+  step   the trainer (`parallel.Runner`, what `gan_jax.train` runs), one iteration per dispatch,
+         the gradient norms measured in every `steps_per_dispatch`-th (as if it logged there);
+  scan   the trainer, `steps_per_dispatch` iterations in one `lax.scan` per dispatch, the gradient
+         norms measured at its last iteration;
   vmap   N seeds trained as one vmapped program (`gan_jax.vmap_train`), N from `--seeds`;
   bf16   `scan` with `model.compute_dtype='bfloat16'` (the conv model; params stay float32);
   bare   the ceiling: the same models, optimizer, data gather and random draws written as plain JAX
@@ -426,19 +428,23 @@ class Case:
     return f"{self.mode}{self.runs}" if self.mode == "vmap" else self.mode
 
 
-def _trainer_case(model, mode, config, data, num_steps, calls):
-  """The trainer as `gan_jax.train` runs it: `parallel.Runner`, donated state, metrics left on device."""
+def _trainer_case(model, mode, config, data, num_steps, calls, grad_norms="last"):
+  """The trainer as `gan_jax.train` runs it: `parallel.Runner`, donated state, metrics left on device,
+  gradient norms measured in the last of `calls` dispatches (as at a log step), unless
+  `grad_norms="every"` (at every iteration; `experiments/perf/grad_norm_cost.py`)."""
   gan = gan_lib.build_gan(config, data)
   runner = parallel.Runner(gan, "none")
   state = runner.put(gan.init(config.seed, None))
   arrays = runner.put(data.arrays)
-  runner.compiled(state, arrays, num_steps)
+  modes = ["every"] * calls if grad_norms == "every" else ["none"] * (calls - 1) + ["last"]
+  for m in set(modes):
+    runner.compiled(state, arrays, num_steps, m)
   box = {"state": state}
 
   def call():
     state, metrics = box["state"], None
-    for _ in range(calls):
-      state, metrics = runner.run(state, arrays, num_steps)
+    for m in modes:
+      state, metrics = runner.run(state, arrays, num_steps, m)
     box["state"] = state
     return metrics
 
@@ -739,7 +745,8 @@ def _trace(run_once, hlo_text: str, dispatches: int) -> dict:
 def profile_step(model: str, quick: bool, batch_size: int = 0, dispatches: int = 5) -> dict:
   """Where one training step's time goes, in the trainer and in the bare loop.
 
-  Traces `dispatches` one-step dispatches of each with `jax.profiler` and sums the durations of the
+  Traces `dispatches` one-step dispatches of each with `jax.profiler` (the trainer's program of the
+  dispatches it does not log, without gradient norms) and sums the durations of the
   program's top-level instructions by kind (`PROFILE_KINDS`) and by pass (forward, or gradient:
   instructions from a transposed computation). Returns {'model', 'trainer': {...}, 'bare': {...}},
   each with milliseconds per step: 'total', 'kinds', 'passes', 'top' [(instruction, ms, kind)].
@@ -755,10 +762,10 @@ def profile_step(model: str, quick: bool, batch_size: int = 0, dispatches: int =
   arrays = runner.put(data.arrays)
 
   def trainer_once():
-    box["state"], metrics = runner.run(box["state"], arrays, 1)
+    box["state"], metrics = runner.run(box["state"], arrays, 1, "none")
     return metrics
 
-  trainer = _trace(trainer_once, runner.compiled(box["state"], arrays, 1).as_text(), dispatches)
+  trainer = _trace(trainer_once, runner.compiled(box["state"], arrays, 1, "none").as_text(), dispatches)
   init, steps = make_bare(config, data.example_shape, data.sampler.num_examples)
   device = jax.local_devices()[0]
   box["bare"] = jax.device_put(init(config.seed), device)

@@ -28,6 +28,9 @@ from gan_jax.errors import UserError
 
 UPDATE_MODES = ("alternating", "simultaneous")
 NOISE_TYPES = ("uniform", "gaussian")
+# Metrics that `GAN.train_steps(..., grad_norms=...)` measures at every iteration, the last or none.
+GRAD_NORM_METRICS = ("d_grad_norm", "g_grad_norm")
+GRAD_NORM_MODES = ("every", "last", "none")
 
 # Independent streams derived from the root key.
 _TRAIN, _DATA, _SAMPLES = 0, 1, 2
@@ -153,12 +156,19 @@ class GAN:
     return self.penalty_weight * penalties.gradient_penalty(self.penalty, d_fn, real, fake, keys)
 
   def train_step(self, state: GANState, arrays, axis_name=None):
+    """One training iteration; see `_update`. Returns (new_state, metrics), metrics a dict of float32
+    scalars including both gradients' global norms."""
+    state, metrics, (d_grads, g_grads) = self._update(state, arrays, axis_name)
+    return state, _with_grad_norms(metrics, d_grads, g_grads)
+
+  def _update(self, state: GANState, arrays, axis_name=None):
     """One training iteration: k discriminator steps then one generator step (`alternating`, the
     paper's Algorithm 1), or both gradients from one batch and one set of samples (`simultaneous`,
     the reference code). Under `pmap`, gradients and metrics are averaged over `axis_name`.
 
     Returns:
-      (new_state, metrics): metrics is a dict of float32 scalars.
+      (new_state, metrics, (d_grads, g_grads)): metrics is a dict of float32 scalars (losses, D's
+      outputs and accuracies); the gradients are the last ones each network was updated with.
     """
     offset, b = self._local(axis_name)
     step_key = jax.random.fold_in(jax.random.fold_in(state.key, _TRAIN), state.step)
@@ -231,26 +241,60 @@ class GAN:
         "d_fake": jnp.mean(d_fake),
         "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
         "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
-        "d_grad_norm": optax.global_norm(d_grads),
-        "g_grad_norm": optax.global_norm(g_grads),
     }
     metrics = pmean(metrics)
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt_state=g_opt, d_opt_state=d_opt, data=data_state)
-    return new_state, metrics
+    return new_state, metrics, (d_grads, g_grads)
 
-  def train_steps(self, state: GANState, arrays, num_steps: int, axis_name=None):
-    """`num_steps` iterations in one `lax.scan`; metrics come back stacked [num_steps]."""
+  def train_steps(self, state: GANState, arrays, num_steps: int, axis_name=None, grad_norms: str = "every"):
+    """`num_steps` iterations in one `lax.scan`; metrics come back stacked [num_steps].
+
+    `grad_norms` says where the two gradient norms (`GRAD_NORM_METRICS`) are measured: at "every"
+    iteration (stacked [num_steps] like the other metrics), at the "last" one only (shape [1]), or
+    "none" (left out). They read every gradient a second time, which costs the paper MLP 7-10% of
+    its iteration on a CPU (docs/PERFORMANCE.md), so the trainer asks for them at the last
+    iteration of the dispatches it logs only. The losses are stacked at every iteration in all
+    three: a non-finite gradient makes the next iteration's losses non-finite, which the trainer
+    checks.
+    """
+    if grad_norms not in GRAD_NORM_MODES:
+      raise ValueError(f"grad_norms must be one of {GRAD_NORM_MODES}, got {grad_norms!r}")
     if num_steps == 1:
       # No loop at all: XLA:CPU runs convolutions inside a loop body on a slow path (10x and more,
       # jax-ml/jax#12868), and a one-trip scan still compiles to a loop.
-      state, metrics = self.train_step(state, arrays, axis_name)
+      state, metrics, grads = self._update(state, arrays, axis_name)
+      if grad_norms != "none":
+        metrics = _with_grad_norms(metrics, *grads)
       return state, jax.tree.map(lambda m: m[None], metrics)
 
-    def body(s, _):
-      return self.train_step(s, arrays, axis_name)
+    if grad_norms == "every":
+      def body(s, _):
+        return self.train_step(s, arrays, axis_name)
 
-    return lax.scan(body, state, None, length=num_steps)
+      return lax.scan(body, state, None, length=num_steps)
+
+    if grad_norms == "none":
+      def body_none(s, _):
+        s, metrics, _ = self._update(s, arrays, axis_name)
+        return s, metrics
+
+      return lax.scan(body_none, state, None, length=num_steps)
+
+    def body_last(carry, _):  # the loop carries the gradients out; their norms are taken once, after it
+      s, _ = carry
+      s, metrics, grads = self._update(s, arrays, axis_name)
+      return (s, grads), metrics
+
+    zeros = jax.tree.map(jnp.zeros_like, (state.d_params, state.g_params))
+    (state, grads), metrics = lax.scan(body_last, (state, zeros), None, length=num_steps)
+    norms = _with_grad_norms({}, *grads)
+    return state, dict(metrics, **{k: v[None] for k, v in norms.items()})
+
+
+def _with_grad_norms(metrics, d_grads, g_grads):
+  # Gradients are averaged over devices before this, so the norms agree on every device.
+  return dict(metrics, d_grad_norm=optax.global_norm(d_grads), g_grad_norm=optax.global_norm(g_grads))
 
 
 def build_gan(config, data: Data) -> GAN:

@@ -166,42 +166,46 @@ class Runner:
     return jax.device_get(tree)
 
   # ------------------------------------------------------------------ running
-  def _build(self, num_steps: int):
-    gan = self.gan
+  def _build(self, num_steps: int, grad_norms: str):
+    fn = functools.partial(self.gan.train_steps, num_steps=num_steps, grad_norms=grad_norms)
     if self.mode == "pmap":
-      fn = functools.partial(gan.train_steps, num_steps=num_steps, axis_name=PMAP_AXIS)
       # Metrics are already averaged over devices: return them once (out_axes None), not per device.
-      return jax.pmap(fn, axis_name=PMAP_AXIS, donate_argnums=0, out_axes=(0, None))
-    fn = functools.partial(gan.train_steps, num_steps=num_steps)
+      return jax.pmap(functools.partial(fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS, donate_argnums=0,
+                      out_axes=(0, None))
     if self.mode == "sharding":
       return jax.jit(fn, donate_argnums=0, in_shardings=(self.replicated, self.replicated),
                      out_shardings=(self.replicated, self.replicated))
     return jax.jit(fn, donate_argnums=0)
 
-  def compiled(self, state, arrays, num_steps: int):
-    """The compiled multi-step function for `num_steps` (compiled once, timed apart).
+  def compiled(self, state, arrays, num_steps: int, grad_norms: str = "last"):
+    """The compiled function of `num_steps` iterations (compiled once per `num_steps` and
+    `grad_norms`, see `GAN.train_steps`, and timed apart).
 
     Under `pmap` this is the pmapped function itself: JAX's ahead-of-time `lower().compile()` of a
     pmap cannot be called across processes, so `run` times its first call instead.
     """
-    if num_steps not in self._compiled:
-      fn = self._build(num_steps)
+    key = (num_steps, grad_norms)
+    if key not in self._compiled:
+      fn = self._build(num_steps, grad_norms)
       if self.mode != "pmap":
         t0 = time.perf_counter()
         fn = fn.lower(state, arrays).compile()
         self._record_compile(num_steps, time.perf_counter() - t0)
-      self._compiled[num_steps] = fn
-    return self._compiled[num_steps]
+      self._compiled[key] = fn
+    return self._compiled[key]
 
   def _record_compile(self, num_steps, seconds):
     self.compile_time_s += seconds
     logging.info("compiled %d steps per dispatch (%s) in %.1f s", num_steps, self.mode, seconds)
 
-  def run(self, state: GANState, arrays, num_steps: int):
-    """Runs `num_steps` iterations; returns (state, metrics stacked [num_steps]) on device."""
-    first_pmap_call = self.mode == "pmap" and num_steps not in self._compiled
+  def run(self, state: GANState, arrays, num_steps: int, grad_norms: str = "last"):
+    """Runs `num_steps` iterations; returns (state, metrics) on device, metrics stacked
+    [num_steps]. `grad_norms` (`GAN.train_steps`): "last" measures the gradient norms at the last
+    iteration (shape [1]), "none" leaves them out, "every" stacks them like the rest; the trainer
+    asks for "last" in dispatches that end at a log step and "none" in the others."""
+    first_pmap_call = self.mode == "pmap" and (num_steps, grad_norms) not in self._compiled
     t0 = time.perf_counter()
-    state, metrics = self.compiled(state, arrays, num_steps)(state, arrays)
+    state, metrics = self.compiled(state, arrays, num_steps, grad_norms)(state, arrays)
     if first_pmap_call or self._one_dispatch_at_a_time:
       jax.block_until_ready((state, metrics))
     if first_pmap_call:  # compilation plus one dispatch: counted as compile time, not training

@@ -107,13 +107,16 @@ def _check_config(config):
 
 
 def _first_nonfinite(metrics: dict, first_step: int):
-  """(step, name) of the earliest non-finite value in stacked metrics (a loss before other metrics
-  of the same step, as it is the cause users look for), or None."""
+  """(step, name) of the earliest non-finite value in one dispatch's metrics (a loss before other
+  metrics of the same step, as it is the cause users look for), or None. A metric stacked shorter
+  than the dispatch holds its last iterations (the gradient norms: the last one)."""
+  n = max(len(np.atleast_1d(v)) for v in metrics.values())
   bad = []
   for name, values in metrics.items():
-    idx = np.flatnonzero(~np.isfinite(np.asarray(values)))
+    values = np.atleast_1d(np.asarray(values))
+    idx = np.flatnonzero(~np.isfinite(values))
     if idx.size:
-      bad.append((int(idx[0]), not name.endswith("_loss"), name))
+      bad.append((n - len(values) + int(idx[0]), not name.endswith("_loss"), name))
   if not bad:
     return None
   i, _, name = min(bad)
@@ -243,7 +246,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       # The length depends on `step` alone, so a resumed run dispatches exactly as an uninterrupted one.
       n = min(config.steps_per_dispatch, next_event(step) - step)
       t0, compiled_before = time.perf_counter(), runner.compile_time_s
-      state, metrics = runner.run(state, arrays, n)
+      # The gradient norms cost a pass over the gradients: measured where they are logged only.
+      logs_here = (step + n) % config.log_every == 0 or step + n == config.num_steps
+      state, metrics = runner.run(state, arrays, n, "last" if logs_here else "none")
       pending.append((step, metrics))
       step += n
       if runner.compile_time_s != compiled_before:  # keep compilation out of it/s

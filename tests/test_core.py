@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import gan as gan_lib, losses, models, optim, parallel, train
+from gan_jax import gan as gan_lib, logs, losses, models, optim, parallel, train
 from gan_jax.errors import UserError
 
 
@@ -187,6 +187,38 @@ def test_k_disc_steps_consume_k_batches_and_metrics_are_sane():
     for key in ("d_real", "d_fake", "d_acc_real", "d_acc_fake"):
       assert np.all((m[key] >= 0) & (m[key] <= 1))
     np.testing.assert_allclose(m["value"], -m["d_loss"], rtol=1e-5)  # d_weight 1: D's loss is -V
+
+
+def test_last_iteration_grad_norms_match_every_iteration_ones():
+  """The trainer measures the gradient norms at a dispatch's last iteration only; the training is
+  the same as with norms at every iteration, and so are the last iteration's norms."""
+  _, gan, s0 = train.setup(_tiny("alternating"))
+  run = lambda mode: jax.jit(functools.partial(gan.train_steps, num_steps=4, grad_norms=mode))(s0, {})
+  (every_state, every), (last_state, last) = run("every"), run("last")
+  assert gan_lib.params_sha256(every_state) == gan_lib.params_sha256(last_state)
+  for name in gan_lib.GRAD_NORM_METRICS:
+    assert every[name].shape == (4,) and last[name].shape == (1,)
+    assert float(last[name][0]) > 0
+    np.testing.assert_allclose(last[name][0], every[name][-1], rtol=1e-6)
+  np.testing.assert_array_equal(every["d_loss"], last["d_loss"])
+  with pytest.raises(ValueError, match="grad_norms"):
+    gan.train_steps(s0, {}, 2, grad_norms="some")
+
+
+def test_trainer_logs_the_gradient_norms_of_the_logged_step(tmp_path):
+  """One iteration per dispatch, a log every 3: the dispatches in between leave the norms out, and
+  the logged ones are exactly the norms of the logged iteration."""
+  cfg = _tiny()
+  cfg.num_steps, cfg.steps_per_dispatch, cfg.log_every = 6, 1, 3
+  cfg.sample_every = cfg.checkpoint_every = 6
+  train.train_and_evaluate(cfg, str(tmp_path))
+  records = logs.read_metrics(str(tmp_path))
+  _, gan, s0 = train.setup(cfg)
+  _, every = jax.jit(functools.partial(gan.train_steps, num_steps=6, grad_norms="every"))(s0, {})
+  assert [r["step"] for r in records] == [3, 6]
+  for r in records:
+    for name in gan_lib.GRAD_NORM_METRICS:
+      np.testing.assert_allclose(r[name], every[name][r["step"] - 1], rtol=1e-5)
 
 
 def test_data_order_is_a_permutation_per_epoch():

@@ -343,6 +343,9 @@ def test_nonfinite_checks_name_step_and_quantity(init_state):
              "g_loss": np.array([1.0, np.inf, 1.0])}
   assert train._first_nonfinite(metrics, 11) == (12, "g_loss")  # pylint: disable=protected-access
   assert train._first_nonfinite({"d_loss": np.ones(3)}, 11) is None  # pylint: disable=protected-access
+  # The trainer's gradient norms are of a dispatch's last iteration only: shape [1], step 11 + 2.
+  last_only = {"d_loss": np.ones(3), "g_grad_norm": np.array([np.nan])}
+  assert train._first_nonfinite(last_only, 11) == (13, "g_grad_norm")  # pylint: disable=protected-access
   bad = init_state.replace(d_params=jax.tree.map(lambda x: x + np.inf, init_state.d_params))
   assert train._first_nonfinite_state(bad) == "d_params"  # pylint: disable=protected-access
   assert train._first_nonfinite_state(init_state) is None  # pylint: disable=protected-access
