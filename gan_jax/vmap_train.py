@@ -176,35 +176,35 @@ class VmapGroup:
     return jax.tree.map(lambda ax, x: x if ax is None else x[i], axes, states, is_leaf=lambda x: x is None)
 
   # ------------------------------------------------------------------ running
-  def cache_key(self, num_steps: int) -> str:
+  def cache_key(self, num_steps: int, grad_norms: str = "every") -> str:
     """Equal for groups that run the same compiled program: the same configs but for their seeds
     and the values that vary (so a sweep with --max_members=1 compiles once for all seeds of a
     cell). Vmappable values that do not vary are constants of the program, so they are in the key."""
     flat = flat_config(self.configs[0])
-    return json.dumps([num_steps, self.size, sorted(self.varying),
+    return json.dumps([num_steps, grad_norms, self.size, sorted(self.varying),
                        {k: v for k, v in flat.items() if k != "seed" and k not in self.varying
                         and not is_driver_key(k)}], sort_keys=True)
 
-  def _compiled(self, num_steps: int):
-    if num_steps in self._programs:
-      return self._programs[num_steps]
-    key = self.cache_key(num_steps)
+  def _compiled(self, num_steps: int, grad_norms: str = "every"):
+    if (num_steps, grad_norms) in self._programs:
+      return self._programs[num_steps, grad_norms]
+    key = self.cache_key(num_steps, grad_norms)
     if key in _PROGRAM_CACHE:
       _PROGRAM_CACHE.move_to_end(key)
-      self._programs[num_steps] = _PROGRAM_CACHE[key]
+      self._programs[num_steps, grad_norms] = _PROGRAM_CACHE[key]
       return _PROGRAM_CACHE[key]
     shapes = jax.eval_shape(self.init)
     axes = state_axes(shapes)
 
     def member(state, hp, arrays):
-      return self.member_gan(hp).train_steps(state, arrays, num_steps)
+      return self.member_gan(hp).train_steps(state, arrays, num_steps, grad_norms=grad_norms)
 
     fn = jax.jit(jax.vmap(member, in_axes=(axes, 0, None), out_axes=(axes, 0)), donate_argnums=0)
     t0 = time.perf_counter()
     compiled = fn.lower(shapes, self.hparams(), self.arrays()).compile()
     self.compile_time_s += time.perf_counter() - t0
     logging.info("compiled %d members x %d steps in %.1f s", self.size, num_steps, time.perf_counter() - t0)
-    self._programs[num_steps] = _PROGRAM_CACHE[key] = compiled
+    self._programs[num_steps, grad_norms] = _PROGRAM_CACHE[key] = compiled
     while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
       _PROGRAM_CACHE.popitem(last=False)
     return compiled
@@ -218,9 +218,10 @@ class VmapGroup:
       self._arrays = jax.device_put(self.data.arrays, jax.local_devices()[0])
     return self._arrays
 
-  def run(self, states: GANState, num_steps: int):
-    """`num_steps` iterations of every member; returns (states, metrics {name: [N, num_steps]})."""
-    return self._compiled(num_steps)(states, self.hparams(), self.arrays())
+  def run(self, states: GANState, num_steps: int, grad_norms: str = "every"):
+    """`num_steps` iterations of every member; returns (states, metrics {name: [N, num_steps]}),
+    the gradient norms [N, 1] with `grad_norms="last"` (`GAN.train_steps`)."""
+    return self._compiled(num_steps, grad_norms)(states, self.hparams(), self.arrays())
 
 
 def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_every: int = 0,
@@ -234,7 +235,8 @@ def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_e
     group: the members.
     num_steps: iterations per member.
     steps_per_dispatch: iterations per call of the compiled program.
-    log_every: keep every member's metrics at every `log_every`-th step (0: only the last step).
+    log_every: keep every member's metrics at every `log_every`-th step (0: only the last step). A
+      dispatch ends at each such step, and the gradient norms are measured there only.
     progress: called as `progress(step, num_steps)` after each dispatch (for it/s and ETA lines).
 
   Returns:
@@ -247,23 +249,24 @@ def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_e
   logged, bad = [], [None] * group.size
   while step < num_steps:
     n = min(steps_per_dispatch, num_steps - step)
+    if log_every:
+      n = min(n, (step // log_every + 1) * log_every - step)
     compile_before = group.compile_time_s
     t0 = time.perf_counter()
-    states, metrics = group.run(states, n)
+    states, metrics = group.run(states, n, grad_norms="last")
     metrics = jax.device_get(metrics)
     dt = time.perf_counter() - t0 - (group.compile_time_s - compile_before)
     train_time += dt
     for i in range(group.size):
       if bad[i] is None:
-        nonfinite = [np.flatnonzero(~np.isfinite(v[i])) for v in metrics.values()]
+        # A metric stacked shorter than the dispatch (the gradient norms) holds its last iterations.
+        nonfinite = [n - v.shape[1] + np.flatnonzero(~np.isfinite(v[i])) for v in metrics.values()]
         first = min((int(ix[0]) for ix in nonfinite if ix.size), default=None)
         if first is not None:
           bad[i] = step + first + 1
-    for j in range(n):
-      s = step + j + 1
-      if (log_every and s % log_every == 0) or s == num_steps:
-        logged.append((s, {k: v[:, j] for k, v in metrics.items()}))
     step += n
+    if (log_every and step % log_every == 0) or step == num_steps:
+      logged.append((step, {k: v[:, -1] for k, v in metrics.items()}))
     if progress is not None:
       progress(step, num_steps)
   history = {"step": np.asarray([s for s, _ in logged])}
