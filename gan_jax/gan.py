@@ -252,7 +252,7 @@ class GAN:
 
     `grad_norms` says where the two gradient norms (`GRAD_NORM_METRICS`) are measured: at "every"
     iteration (stacked [num_steps] like the other metrics), at the "last" one only (shape [1]), or
-    "none" (left out). They read every gradient a second time, which costs the paper MLP 7-10% of
+    "none" (left out). They read every gradient a second time, which costs the paper MLP 7-11% of
     its iteration on a CPU (docs/PERFORMANCE.md), so the trainer asks for them at the last
     iteration of the dispatches it logs only. The losses are stacked at every iteration in all
     three: a non-finite gradient makes the next iteration's losses non-finite, which the trainer

@@ -234,6 +234,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       writer.flush()  # the logs up to `step` reach the disk before the checkpoint that vouches for them
       ckpt.save(step, host, config)
 
+    def ends_at(s, every):
+      """Whether step `s` is one of an `every`-steps event (log, sample grid, checkpoint)."""
+      return s % every == 0 or s == config.num_steps
+
     def next_event(s):
       ends = [config.num_steps]
       for every in (config.log_every, config.sample_every, config.checkpoint_every):
@@ -247,15 +251,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       n = min(config.steps_per_dispatch, next_event(step) - step)
       t0, compiled_before = time.perf_counter(), runner.compile_time_s
       # The gradient norms cost a pass over the gradients: measured where they are logged only.
-      logs_here = (step + n) % config.log_every == 0 or step + n == config.num_steps
-      state, metrics = runner.run(state, arrays, n, "last" if logs_here else "none")
+      state, metrics = runner.run(state, arrays, n, "last" if ends_at(step + n, config.log_every) else "none")
       pending.append((step, metrics))
       step += n
       if runner.compile_time_s != compiled_before:  # keep compilation out of it/s
         jax.block_until_ready(metrics)
         excluded_s, excluded_steps = excluded_s + time.perf_counter() - t0, excluded_steps + n
         progress.restart_clock(step)
-      at = lambda every: step % every == 0 or step == config.num_steps  # pylint: disable=cell-var-from-loop
+      at = functools.partial(ends_at, step)
       if not (at(config.log_every) or at(config.sample_every) or at(config.checkpoint_every)):
         continue
       last = flush()  # waits for the device: training time ends here, file writing starts

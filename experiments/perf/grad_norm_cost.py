@@ -5,8 +5,8 @@ timed round-robin like `python -m gan_jax.bench` (docs/PERFORMANCE.md).
   python experiments/perf/grad_norm_cost.py [ROUNDS]
 
 `d_grad_norm` and `g_grad_norm` (`optax.global_norm` of both gradient trees) read every gradient a
-second time. The two trainer rows differ in `parallel.Runner(grad_norms=...)` only, which sets
-`GAN.train_steps(grad_norms=...)`.
+second time. The two trainer rows differ only in the `grad_norms` they pass to
+`parallel.Runner.run`, which compiles `GAN.train_steps(grad_norms=...)`.
 """
 
 import sys
