@@ -662,16 +662,3 @@ def main(argv):
   else:
     print(f"sweep finished: {summary['runs']} runs ({summary['trained']} trained now) in "
           f"{summary['wall_time_s']:.0f} s; tables: {where}", flush=True)
-
-
-if __name__ == "__main__":
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  from gan_jax import cli  # pylint: disable=g-import-not-at-top
-
-  _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file (get_config + get_sweep), optionally FILE.py:ARG.")
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; rerun on it to resume.")
-  _MAX_MEMBERS = flags.DEFINE_integer("max_members", 64, "Most runs vmapped into one program (1: alone).")
-  _MAX_GROUPS = flags.DEFINE_integer("max_groups", 0, "Stop after this many groups (0: all); rerun to go on.")
-  flags.mark_flags_as_required(["sweep", "workdir"])
-  sys.exit(cli.run(main))
