@@ -1,8 +1,11 @@
 """Shared entry-point handling: a user's mistake is one line on stderr and exit code 2.
 
 `run(main, config_flag)` wraps `absl.app.run`: flag errors (an unknown or ill-typed `--config.KEY`, a
-config file that does not exist or does not load) and `UserError`s print one `error: ...` line and exit
-2, never a traceback.
+config file that does not exist or does not load), stray positional arguments and `UserError`s print
+one `error: ...` line and exit 2, never a traceback. `--help` (or `-h`) prints the command's one-line
+description (its module docstring's first paragraph) and its flags, and exits 0.
+
+Every entry point defines its flags at module level and ends with `sys.exit(cli.run(main))`.
 """
 
 import os
@@ -42,9 +45,19 @@ def _config_error(e: Exception, argv) -> str:
   return f"cannot load config file {path}: {type(e).__name__}: {text}"
 
 
+def usage() -> str:
+  """The running command's description (its module docstring's first paragraph) and its flags."""
+  doc = (sys.modules["__main__"].__doc__ or "").strip()
+  description = doc.split("\n\n")[0] if doc else ""
+  return f"{description}\n\nflags:\n{flags.FLAGS.main_module_help()}".strip() + "\n"
+
+
 def run(main, config_flag=None) -> int:
   """Runs an absl `main`; user errors become one clear line and exit code 2."""
   argv = sys.argv
+  if any(a in ("--help", "-h", "--helpshort", "-help") for a in argv[1:]):
+    sys.stdout.write(usage())
+    return 0
   try:
     rest = flags.FLAGS(argv)  # parse here so flag errors are ours to report
     if config_flag is not None:
@@ -58,6 +71,9 @@ def run(main, config_flag=None) -> int:
     return _fail(e)
   except (AttributeError, KeyError, OSError, ImportError, SyntaxError) as e:
     return _fail(_config_error(e, argv))
+  if len(rest) > 1:
+    return _fail(f"unexpected arguments: {' '.join(rest[1:])}; every option is a --flag=VALUE "
+                 "(see --help)")
 
   def wrapped(argv):
     try:

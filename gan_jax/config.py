@@ -6,6 +6,8 @@ Any key can be overridden on the command line: `--config.batch_size=64 --config.
 
 import ml_collections
 
+from gan_jax.errors import UserError
+
 
 def base_config() -> ml_collections.ConfigDict:
   """A ConfigDict with every key gan_jax reads."""
@@ -18,14 +20,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.steps_per_dispatch = 100  # iterations per jit call, run with lax.scan
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "toy"  # 'toy' | 'digits' | 'idx' | 'tfds'
-  c.data.name = "ring_2d"  # toy name, or TFDS dataset name
-  c.data.dir = ""  # IDX folder, or TFDS data_dir ('' = TFDS default)
+  c.data.source = "toy"  # 'toy' | 'digits' | 'idx' | 'cifar10' | 'folder' | 'tfds' (docs/DATA.md)
+  c.data.name = "ring_2d"  # toy name, TFDS dataset name, or the name of a fetched data set ('mnist')
+  # IDX, CIFAR-10 or image folder, or TFDS data_dir. '' = the default: for idx and cifar10
+  # $GAN_JAX_DATA/NAME or ~/gan_jax_data/NAME (`python -m gan_jax.data.fetch NAME`), for TFDS its own.
+  c.data.dir = ""
   c.data.num_train = 50000  # train = first num_train of the train set; validation = the rest
   c.data.scale = "unit"  # 'unit' [0, 1] | 'symmetric' [-1, 1]
   c.data.layout = "flat"  # 'flat' | 'nhwc'
   c.data.gcn = False  # global contrast normalisation (the paper's CIFAR-10 setting)
   c.data.gcn_scale = 55.0
+  # Image folders (source 'folder').
+  c.data.resolution = 0  # centre-crop to a square and resize to this size; 0 = keep (all the same size)
+  c.data.channels = 3  # 1 = grey, 3 = RGB
+  c.data.bad_files = "error"  # an unreadable image: 'error' (names it) | 'skip' (counted and logged)
   # Toy densities.
   c.data.mean = 0.0  # gaussian_1d
   c.data.means = (-2.0, 2.0)  # mixture_1d
@@ -52,8 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_hidden_keep = 0.5  # dropout keep probability on later layers' inputs
   c.model.d_init_scale = 0.005
   c.model.compute_dtype = "float32"  # 'float32' | 'bfloat16' (params stay float32)
-  c.model.d_spectral_norm = False  # D uses W / sigma(W) for every weight matrix (gan_jax/penalties.py)
-  # 'dcgan' generator/discriminator (gan_jax/conv_models.py); NHWC data only.
+  c.model.d_spectral_norm = False  # D uses W / sigma(W) for every weight matrix (gan_jax/core/penalties.py)
+  # 'dcgan' generator/discriminator (gan_jax/models/dcgan.py); NHWC data only.
   c.model.g_channels = (256, 128, 64)  # dense to the first width, then one 2x upsampling per later width
   c.model.g_upsample = "transposed"  # 'transposed' (4x4 stride-2) | 'resize_conv' (2x resize, 3x3 conv)
   c.model.g_resize = "nearest"  # 'resize_conv' only: 'nearest' | 'bilinear'
@@ -62,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "non_saturating"  # 'minimax' | 'non_saturating' | 'least_squares' | 'hinge' | 'wasserstein'
   c.loss.d_weight = 1.0  # D's loss scale; the reference code uses 0.5
-  c.loss.penalty = "none"  # gradient penalty on D: 'none' | 'wgan_gp' | 'zero_gp' | 'r1' (gan_jax/penalties.py)
+  c.loss.penalty = "none"  # gradient penalty on D: 'none' | 'wgan_gp' | 'zero_gp' | 'r1' (gan_jax/core/penalties.py)
   c.loss.penalty_weight = 10.0  # its weight (WGAN-GP's lambda; gamma / 2 for R1)
 
   c.optimizer = ml_collections.ConfigDict()
@@ -90,7 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.parallel.num_processes = 0  # 0: single process (or auto-detected on TPU pods / SLURM)
   c.parallel.process_id = -1
 
-  # The paper's CIFAR-10 models (gan_jax/models_cifar.py): generators 'cifar_mlp', 'cifar_deconv',
+  # The paper's CIFAR-10 models (gan_jax/models/cifar.py): generators 'cifar_mlp', 'cifar_deconv',
   # discriminator 'conv_maxout'. Its dense maxout layers use d_hidden and d_pieces above.
   c.model.g_hidden_activations = ("relu", "sigmoid")  # one per g_hidden layer
   c.model.g_output_init_scale = 0.5  # 'cifar_mlp' output layer U(-s, s); 0 = g_init_scale
@@ -103,3 +111,53 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_pool_strides = (2, 2, 2)
   c.model.d_conv_pieces = 2  # ... and maxout pieces in each
   return c
+
+
+# Keys that only drive the training loop (how long a dispatch is, how often it logs, samples and
+# checkpoints, how it is parallelised): they never change what a run computes.
+DRIVER_KEYS = ("steps_per_dispatch", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+               "num_samples", "parallel.")
+
+
+def matches(key: str, patterns) -> bool:
+  """Whether flat `key` is one of `patterns`, a pattern ending in '.' naming a whole group."""
+  return any(key == p or (p.endswith(".") and key.startswith(p)) for p in patterns)
+
+
+def is_driver_key(key: str) -> bool:
+  """Whether a flat config key only drives the loop (`DRIVER_KEYS`)."""
+  return matches(key, DRIVER_KEYS)
+
+
+def flatten(config) -> dict:
+  """A config (or its JSON dict) as one flat dict of JSON values, {'optimizer.g_lr': 2e-4, ...}."""
+  import json  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top  (keeps `import config` light)
+  tree = json.loads(config.to_json()) if isinstance(config, ml_collections.ConfigDict) else config
+  return traverse_util.flatten_dict(tree, sep=".") if tree else {}
+
+
+def load_module(path: str, what: str = "config file"):
+  """Imports a Python file (a config or sweep file) as a module; any error in it is one UserError."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise UserError(f"{what} {path} does not exist; pass a path such as experiments/configs/digits.py")
+  name = "gan_jax_file_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except  # any error in a user's file: one line
+    raise UserError(f"cannot load {what} {path}: {type(e).__name__}: {e}") from e
+  return module
+
+
+def from_file(path_arg: str, what: str = "config file") -> ml_collections.ConfigDict:
+  """`get_config(ARG)` of `FILE.py[:ARG]`."""
+  path, _, arg = path_arg.partition(":")
+  module = load_module(path, what)
+  if not callable(getattr(module, "get_config", None)):
+    raise UserError(f"{what} {path} has no get_config() function; a config file defines "
+                    "get_config(arg='') returning an ml_collections.ConfigDict")
+  return module.get_config(arg) if arg else module.get_config()

@@ -23,7 +23,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from gan_jax.errors import UserError
-from gan_jax.gan import GAN, GANState
+from gan_jax.core.gan import GAN, GANState
 
 MODES = ("auto", "none", "pmap", "sharding")
 PMAP_AXIS = "batch"

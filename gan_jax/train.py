@@ -24,10 +24,7 @@ Everything the loop writes lives in `workdir`:
 
 import contextlib
 import functools
-import json
 import os
-import signal
-import threading
 import time
 
 import jax
@@ -35,7 +32,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import checkpoint, gan as gan_lib, logs, parallel, plotting
+from gan_jax import parallel
+from gan_jax.core import build, gan as gan_lib
+from gan_jax.run import checkpoint, files, logs, plotting, signals
 from gan_jax.data import pipeline
 from gan_jax.errors import UserError
 
@@ -48,40 +47,6 @@ class NonFiniteError(UserError):
   A `UserError` because the fix is the user's (a lower learning rate, other data), so the command line
   prints it as one `error:` line.
   """
-
-
-class _StopRequest:
-  """Turns SIGTERM/SIGINT into a request to checkpoint and stop at the next step boundary."""
-
-  def __init__(self):
-    self.signal = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signal is not None:  # a second signal: stop now
-      raise KeyboardInterrupt
-    self.signal = signal.Signals(signum).name
-
-  def requested(self) -> bool:
-    """Whether any process was asked to stop; all processes must call this at the same steps."""
-    if jax.process_count() == 1:
-      return self.signal is not None
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    flags = multihost_utils.process_allgather(np.int32(self.signal is not None))
-    if np.any(flags) and self.signal is None:
-      self.signal = "SIGTERM (another process)"
-    return bool(np.any(flags))
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _prepare_workdir(workdir: str) -> str:
@@ -156,15 +121,6 @@ def save_samples(gan, g_params, z, data: pipeline.Data, path: str, title: str, t
   return plotting.save_grid(imgs, path, title=title)
 
 
-def setup(config: ml_collections.ConfigDict):
-  """Data, the GAN and a fresh initial state for `config` (no files written)."""
-  data = pipeline.build_data(config)
-  gan = gan_lib.build_gan(config, data)
-  mean = data.mean_example if config.model.get("g_bias_from_data", True) else None
-  state = gan.init(config.seed, mean)
-  return data, gan, state
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains the GAN described by `config`, writing everything to `workdir`; resumes if it can.
 
@@ -179,14 +135,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   t_start = time.perf_counter()
   with contextlib.ExitStack() as stack:
-    stop = stack.enter_context(_StopRequest())  # first: a signal during set-up also stops cleanly
+    stop = stack.enter_context(signals.StopSignals(raise_on=2))  # first: a signal during set-up also stops cleanly
     _check_config(config)
     parallel.maybe_initialize_distributed(config.parallel)
     workdir = _prepare_workdir(workdir)
     is_main = jax.process_index() == 0
 
     # ---------------------------------------------------------------- set-up and resume
-    data, gan, state = setup(config)
+    data, gan, state = build.setup(config)
     runner = parallel.Runner(gan, config.parallel.mode)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     stack.callback(ckpt.close)
@@ -246,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---------------------------------------------------------------- training
     t_loop, excluded_s, excluded_steps = time.perf_counter(), 0.0, 0
-    while step < config.num_steps and not stop.requested():
+    while step < config.num_steps and not stop.requested_anywhere():
       # The length depends on `step` alone, so a resumed run dispatches exactly as an uninterrupted one.
       n = min(config.steps_per_dispatch, next_event(step) - step)
       t0, compiled_before = time.perf_counter(), runner.compile_time_s
@@ -269,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if at(config.sample_every) and is_main:
         path = save_samples(gan, runner.get(state.g_params), z_fixed, data,
                             os.path.join(workdir, "samples", f"step_{step:07d}.png"), f"step {step}")
-        _copy(path, os.path.join(workdir, "samples.png"))
+        files.atomic_copy(path, os.path.join(workdir, "samples.png"))
       if at(config.checkpoint_every):
         save_checkpoint()
       excluded_s += time.perf_counter() - t_io
@@ -308,16 +264,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
     if not os.path.exists(path):  # the loop samples at its last step; a stopped run's last is another
       save_samples(gan, final.g_params, z_fixed, data, path, f"step {step}")
-    _copy(path, os.path.join(workdir, "samples.png"))
-    tmp = os.path.join(workdir, "summary.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(workdir, "summary.json"))
+    files.atomic_copy(path, os.path.join(workdir, "samples.png"))
+    files.atomic_write_json(os.path.join(workdir, "summary.json"), summary, indent=2)
   return summary
-
-
-def _copy(src: str, dst: str):
-  tmp = dst + ".tmp"
-  with open(src, "rb") as fin, open(tmp, "wb") as fout:
-    fout.write(fin.read())
-  os.replace(tmp, dst)

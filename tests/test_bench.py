@@ -11,7 +11,9 @@ import jax
 import pytest
 
 from conftest import REPO, load_config, subprocess_env
-from gan_jax import bench, gan as gan_lib, parallel, train
+from gan_jax.bench import configs, flops, profile, reference
+from gan_jax import parallel, train
+from gan_jax.core import build
 
 ROW_FIELDS = {"model", "mode", "compute_dtype", "runs", "batch", "iters_per_dispatch", "iters_per_s",
               "iters_per_s_median", "images_per_s", "compile_s", "dispatch_times_s", "tflops_per_s",
@@ -55,13 +57,13 @@ def test_cli_writes_table_json_and_profile(tmp_path):
   assert scan["tflops_per_s"] == pytest.approx(scan["iters_per_s"] * flops / 1e12)
   assert scan["floor_iters_per_s"] == pytest.approx(report["matmul_peak_tflops"] * 1e12 / flops)
   # --profile: one step's instruction time by kind, from a jax.profiler trace.
-  (profile,) = report["profiles"]
-  assert profile["model"] == "mnist_mlp"
+  (prof,) = report["profiles"]
+  assert prof["model"] == "mnist_mlp"
   for loop in ("trainer", "bare"):
-    assert set(profile[loop]["kinds"]) == set(bench.PROFILE_KINDS)
-    assert all(ms > 0 for ms in profile[loop]["kinds"].values())  # matmuls, dropout masks, the rest
-    assert profile[loop]["passes"]["backward"] > 0 and profile[loop]["top"]
-    assert profile[loop]["total"] == pytest.approx(sum(profile[loop]["kinds"].values()))
+    assert set(prof[loop]["kinds"]) == set(profile.PROFILE_KINDS)
+    assert all(ms > 0 for ms in prof[loop]["kinds"].values())  # matmuls, dropout masks, the rest
+    assert prof[loop]["passes"]["backward"] > 0 and prof[loop]["top"]
+    assert prof[loop]["total"] == pytest.approx(sum(prof[loop]["kinds"].values()))
   assert "random numbers" in stdout and "bare loop" in stdout and "trainer's slowest" in stdout
 
 
@@ -78,8 +80,8 @@ ENTRY %main (x: f32[2,3]) -> f32[2,2] {
   ROOT %add_fusion.2 = f32[2,2]{1,0} fusion(%dot.1), kind=kLoop, metadata={op_name="jit(f)/add"}
 }
 """
-  ops = bench._top_level_ops(hlo)  # pylint: disable=protected-access
-  matmul, rng, other = bench.PROFILE_KINDS
+  ops = profile._top_level_ops(hlo)  # pylint: disable=protected-access
+  matmul, rng, other = profile.PROFILE_KINDS
   assert ops == {"dot.1": (matmul, "forward"), "ynn_fusion.3": (matmul, "backward"),
                  "while.5": (rng, "forward"), "add_fusion.2": (other, "forward")}
 
@@ -121,39 +123,39 @@ def _lowered_flops(fn, *args):
 def test_bare_loop_does_the_trainers_arithmetic(model, upsample):
   """By XLA's own count, the bare loop and the trainer do the same work per iteration, and the
   analytic count (matmuls and convolutions only) matches it."""
-  c = bench.bench_config(model)
+  c = configs.bench_config(model)
   if upsample:
     c.model.g_upsample = upsample
   c.steps_per_dispatch = 1
-  data = bench.synthetic_data(c, 256)
-  init, steps = bench.make_bare(c, data.example_shape, 256)
+  data = configs.synthetic_data(c, 256)
+  init, steps = reference.make_bare(c, data.example_shape, 256)
   bare = _lowered_flops(steps, init(0), data.arrays)
-  gan = gan_lib.build_gan(c, data)
+  gan = build.build_gan(c, data)
   trainer = _lowered_flops(functools.partial(gan.train_steps, num_steps=1),
                            jax.eval_shape(lambda: gan.init(0)), data.arrays)
   assert trainer == pytest.approx(bare, rel=0.01)
-  assert bench.flops_per_iteration(c, data.example_shape) == pytest.approx(bare, rel=0.02)
+  assert flops.flops_per_iteration(c, data.example_shape) == pytest.approx(bare, rel=0.02)
 
 
 def test_flop_formulas():
-  mnist = bench.bench_config("mnist_mlp")
+  mnist = configs.bench_config("mnist_mlp")
   g = 2 * (100 * 1200 + 1200 * 1200 + 1200 * 784)
   d = 2 * (784 * 1200 + 240 * 1200 + 240)
   g1, d1 = 2 * 100 * 1200, 2 * 784 * 1200
-  assert bench.flops_per_iteration(mnist, (784,)) == 100 * (3 * g - g1 + 7 * d - 2 * d1)
-  alternating = bench.bench_config("mnist_mlp")
+  assert flops.flops_per_iteration(mnist, (784,)) == 100 * (3 * g - g1 + 7 * d - 2 * d1)
+  alternating = configs.bench_config("mnist_mlp")
   alternating.update_mode = "alternating"
-  assert bench.flops_per_iteration(alternating, (784,)) == 100 * (4 * g - g1 + 8 * d - 2 * d1)
+  assert flops.flops_per_iteration(alternating, (784,)) == 100 * (4 * g - g1 + 8 * d - 2 * d1)
   # Taps that read real pixels: a 4x4 stride-2 conv loses one tap at each border, a 3x3 stride-1
   # conv one, and a 4x4 stride-2 transposed conv reads each input pixel 4 - (border) times.
-  assert bench._taps(32, 4, 2) == 16 * 4 - 2  # pylint: disable=protected-access
-  assert bench._taps(8, 3, 1) == 8 * 3 - 2  # pylint: disable=protected-access
-  assert bench._taps(4, 4, 2, transpose=True) == 4 * 4 - 2  # pylint: disable=protected-access
-  macs = bench.layer_macs(bench.bench_config("dcgan32"), (32, 32, 3))
+  assert flops._taps(32, 4, 2) == 16 * 4 - 2  # pylint: disable=protected-access
+  assert flops._taps(8, 3, 1) == 8 * 3 - 2  # pylint: disable=protected-access
+  assert flops._taps(4, 4, 2, transpose=True) == 4 * 4 - 2  # pylint: disable=protected-access
+  macs = flops.layer_macs(configs.bench_config("dcgan32"), (32, 32, 3))
   assert macs["g"][0] == 100 * 4 * 4 * 256 and macs["d"][-1] == 4 * 4 * 256
   assert macs["d"][0] == 62 * 62 * 3 * 64
-  quick = bench.bench_config("dcgan32", quick=True)
-  assert quick.model.g_channels == (64, 32, 16) and quick.batch_size == bench.QUICK_DCGAN_BATCH
+  quick = configs.bench_config("dcgan32", quick=True)
+  assert quick.model.g_channels == (64, 32, 16) and quick.batch_size == configs.QUICK_DCGAN_BATCH
 
 
 # ------------------------------------------------------------------ no recompilation
@@ -202,7 +204,7 @@ def test_runner_donates_state_and_never_calls_the_host(tmp_path):
   c = load_config("digits", "smoke")
   c.parallel.mode = "none"
   c.model.g_hidden, c.model.d_hidden, c.model.noise_dim = (16,), (8,), 4
-  data, gan, state = train.setup(c)
+  data, gan, state = build.setup(c)
   runner = parallel.Runner(gan, "none")
   state, arrays = runner.put(state), runner.put(data.arrays)
   compiled = runner.compiled(state, arrays, 3)

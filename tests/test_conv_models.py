@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import bench, config as config_lib, conv_models, gan as gan_lib, models
+from gan_jax.bench import configs
+from gan_jax import config as config_lib, models
+from gan_jax.core import build
+from gan_jax.models import dcgan
 from gan_jax.errors import UserError
 
 # (image shape, generator widths, discriminator widths): tiny versions of dcgan_28 / dcgan_32.
@@ -64,9 +67,9 @@ def test_shapes_and_ranges(size):
 
 def test_upsample_2x():
   x = np.arange(8.0, dtype=np.float32).reshape(1, 2, 2, 2)
-  near = np.asarray(conv_models.upsample_2x(x, "nearest"))
+  near = np.asarray(dcgan.upsample_2x(x, "nearest"))
   np.testing.assert_array_equal(near[0, :2, :2, 0], np.full((2, 2), x[0, 0, 0, 0]))
-  bil = np.asarray(conv_models.upsample_2x(x, "bilinear"))
+  bil = np.asarray(dcgan.upsample_2x(x, "bilinear"))
   assert near.shape == bil.shape == (1, 4, 4, 2)
   assert not np.allclose(near, bil)
 
@@ -143,11 +146,11 @@ def test_experiment_configs(name, shape):
     assert (full.data.source, full.data.name, full.batch_size) == ("tfds", "cifar10", 128)
   else:
     assert (full.data.source, full.data.dir) == ("idx", "../shared/data/mnist")
-  data = bench.synthetic_data(full, 256)
+  data = configs.synthetic_data(full, 256)
   assert data.example_shape == shape
-  g = gan_lib.build_gan(full, data)
+  g = build.build_gan(full, data)
   shapes = jax.eval_shape(lambda: g.init(0))
-  assert conv_models.count_params(shapes.g_params) > 100_000  # the real widths, not the smoke ones
+  assert dcgan.count_params(shapes.g_params) > 100_000  # the real widths, not the smoke ones
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +159,8 @@ def bf16_run():
   config = load_config("dcgan_32", "smoke")
   config.parallel.mode = "none"
   config.model.compute_dtype = "bfloat16"
-  data = bench.synthetic_data(config, 64)
-  g = gan_lib.build_gan(config, data)
+  data = configs.synthetic_data(config, 64)
+  g = build.build_gan(config, data)
 
   @jax.jit
   def run(arrays):

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import gan as gan_lib, logs, losses, models, optim, parallel, train
+from gan_jax import models, parallel, train
+from gan_jax.core import build, gan as gan_lib, losses, optim, rng
+from gan_jax.run import logs
 from gan_jax.errors import UserError
 
 
@@ -108,7 +110,7 @@ def test_paper_models_shapes_and_init():
 def test_generator_output_bias_starts_at_data_mean():
   cfg = load_config("digits", "smoke")
   cfg.parallel.mode = "none"
-  data, gan, state = train.setup(cfg)
+  data, gan, state = build.setup(cfg)
   x = gan.generate(state.g_params, jnp.zeros((1, gan.noise_dim)))[0]
   # With z = 0 the hidden layers give relu(0 * W + 0) = 0, so G(0) = sigmoid(bias) = the data mean.
   np.testing.assert_allclose(x, data.mean_example, atol=1e-5)
@@ -136,7 +138,7 @@ def _tiny(update_mode="alternating", k=1, seed=0):
 
 @functools.lru_cache(maxsize=None)
 def _run(update_mode="alternating", k=1, seed=0, steps=5):
-  _, gan, state = train.setup(_tiny(update_mode, k, seed))
+  _, gan, state = build.setup(_tiny(update_mode, k, seed))
   runner = parallel.Runner(gan, "none")
   state, metrics = runner.run(runner.put(state), {}, steps)
   return runner.get(state), jax.device_get(metrics)
@@ -160,16 +162,16 @@ def test_simultaneous_differs_from_alternating():
     c.optimizer.name, c.optimizer.g_lr, c.optimizer.d_lr = "sgd", 0.1, 0.1
     return c
 
-  _, gan, s0 = train.setup(cfg("alternating"))
+  _, gan, s0 = build.setup(cfg("alternating"))
   alt, _ = gan.train_step(s0, {})
-  sim, _ = train.setup(cfg("simultaneous"))[1].train_step(s0, {})
+  sim, _ = build.setup(cfg("simultaneous"))[1].train_step(s0, {})
   np.testing.assert_allclose(jax.tree.leaves(alt.d_params)[0], jax.tree.leaves(sim.d_params)[0], rtol=1e-6)
   assert not np.allclose(jax.tree.leaves(alt.g_params)[0], jax.tree.leaves(sim.g_params)[0])
 
   # Simultaneous G gradient = gradient of G's loss against the *old* D on phase-0 noise.
-  step_key = jax.random.fold_in(jax.random.fold_in(s0.key, gan_lib._TRAIN), 0)  # step 0
+  step_key = jax.random.fold_in(jax.random.fold_in(s0.key, rng.TRAIN), 0)  # step 0
   keys = jax.random.split(jax.random.fold_in(step_key, 0), gan.batch_size)  # phase 0
-  z = jax.vmap(lambda k: gan.sample_noise(jax.random.fold_in(k, gan_lib._NOISE)))(keys)
+  z = jax.vmap(lambda k: gan.sample_noise(jax.random.fold_in(k, rng.NOISE)))(keys)
   g_grad = jax.grad(lambda gp: gan.loss.g(gan.discriminate(s0.d_params, gan.generate(gp, z))))(s0.g_params)
   updates, _ = gan.g_tx.update(g_grad, s0.g_opt_state, s0.g_params)
   expected = jax.tree.map(lambda p, u: p + u, s0.g_params, updates)
@@ -192,7 +194,7 @@ def test_k_disc_steps_consume_k_batches_and_metrics_are_sane():
 def test_last_iteration_grad_norms_match_every_iteration_ones():
   """The trainer measures the gradient norms at a dispatch's last iteration only; the training is
   the same as with norms at every iteration, and so are the last iteration's norms."""
-  _, gan, s0 = train.setup(_tiny("alternating"))
+  _, gan, s0 = build.setup(_tiny("alternating"))
   run = lambda mode: jax.jit(functools.partial(gan.train_steps, num_steps=4, grad_norms=mode))(s0, {})
   (every_state, every), (last_state, last) = run("every"), run("last")
   assert gan_lib.params_sha256(every_state) == gan_lib.params_sha256(last_state)
@@ -213,7 +215,7 @@ def test_trainer_logs_the_gradient_norms_of_the_logged_step(tmp_path):
   cfg.sample_every = cfg.checkpoint_every = 6
   train.train_and_evaluate(cfg, str(tmp_path))
   records = logs.read_metrics(str(tmp_path))
-  _, gan, s0 = train.setup(cfg)
+  _, gan, s0 = build.setup(cfg)
   _, every = jax.jit(functools.partial(gan.train_steps, num_steps=6, grad_norms="every"))(s0, {})
   assert [r["step"] for r in records] == [3, 6]
   for r in records:
@@ -223,7 +225,7 @@ def test_trainer_logs_the_gradient_norms_of_the_logged_step(tmp_path):
 
 def test_data_order_is_a_permutation_per_epoch():
   cfg = load_config("digits", "smoke")
-  data, gan, state = train.setup(cfg)
+  data, gan, state = build.setup(cfg)
   n, b = data.sampler.num_examples, 100
   seen = []
   keys = jax.random.split(jax.random.PRNGKey(0), b)
@@ -251,7 +253,7 @@ def test_discriminator_approaches_optimal_d_star():
   cfg.model.d_hidden, cfg.model.d_activation = (32, 32), "tanh"
   cfg.optimizer.g_lr, cfg.optimizer.d_lr = 0.0, 3e-3
   cfg.batch_size = 512
-  _, gan, state = train.setup(cfg)
+  _, gan, state = build.setup(cfg)
   g_params = {"output": {"kernel": jnp.ones((1, 1)), "bias": jnp.ones((1,))}}
   state = state.replace(g_params=g_params, g_opt_state=gan.g_tx.init(g_params))
   runner = parallel.Runner(gan, "none")

@@ -63,7 +63,7 @@ SMOKE_FLAGS = {
     "gan_jax.paper.trajectory": "--num_samples=200 --num_validation=100 --num_test=200",
     "gan_jax.paper.figure1": "--steps_a=20 --steps_d=20 --steps_g=5 --steps_end=20",
     "gan_jax.evaluation.parzen": "--num_validation=100 --num_test=200",
-    "gan_jax.vmap_train": "--members=2 --steps=5",
+    "gan_jax.vmap": "--members=2 --steps=5",
     "gan_jax.bench": "--models=mnist_mlp --modes=scan --seeds=2 --repeats=1 --steps_per_dispatch=2 "
                      "--num_examples=1000",
 }

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import gan as gan_lib, losses, penalties
+from gan_jax.core import build, losses, penalties, rng
 from gan_jax.data import pipeline
 from gan_jax.errors import UserError
 
@@ -140,7 +140,7 @@ def ring():
   not change the parameters' shapes, and init compiled once is much faster than eager init)."""
   c = _ring()
   data = pipeline.build_data(c)
-  gan = gan_lib.build_gan(c, data)
+  gan = build.build_gan(c, data)
   return c, data, jax.jit(lambda: gan.init(c.seed))()
 
 
@@ -153,16 +153,16 @@ def test_penalty_is_added_to_d_loss_with_the_step_keys(ring):
   with the core's per-example randomness. (For the non-saturating loss D's loss is -V, and the
   `value` metric is V on the same batch.)"""
   c, data, state = ring
-  gan = gan_lib.build_gan(_ring(**{"loss.penalty": "r1", "loss.penalty_weight": 3.0}), data)
+  gan = build.build_gan(_ring(**{"loss.penalty": "r1", "loss.penalty_weight": 3.0}), data)
   assert gan.penalty == "r1" and gan.penalty_weight == 3.0 and gan.loss.name == "non_saturating"
   _, pen = _one_step(gan, data, state)
 
   @jax.jit
   def expected_r1(state):  # on the first D step's real batch, drawn as gan.train_step draws it
-    step_key = jax.random.fold_in(jax.random.fold_in(state.key, gan_lib._TRAIN), 0)
+    step_key = jax.random.fold_in(jax.random.fold_in(state.key, rng.TRAIN), 0)
     keys = jax.random.split(jax.random.fold_in(step_key, 0), c.batch_size)
     real = jax.vmap(gan.sampler.toy.sample)(keys)
-    drop_real = jax.vmap(lambda k: jax.random.fold_in(k, gan_lib._DROP_REAL))(keys)
+    drop_real = jax.vmap(lambda k: jax.random.fold_in(k, rng.DROP_REAL))(keys)
     return penalties.gradient_penalty("r1", lambda x, k: gan.discriminate(state.d_params, x, k), real,
                                       None, drop_real)
 
@@ -175,7 +175,7 @@ def test_wgan_gp_with_spectral_norm_and_k_steps_trains(ring):
   _, data, state = ring
   c = _ring(**{"loss.name": "wasserstein", "loss.penalty": "wgan_gp", "model.d_spectral_norm": True,
                "k_disc_steps": 2})
-  gan = gan_lib.build_gan(c, data)
+  gan = build.build_gan(c, data)
   assert gan.d_spectral_norm and gan.penalty == "wgan_gp" and gan.k_disc_steps == 2
   new, metrics = _one_step(gan, data, state)
   for v in metrics.values():
@@ -197,4 +197,4 @@ def test_wgan_gp_with_spectral_norm_and_k_steps_trains(ring):
 def test_bad_penalty_in_config_is_a_user_error():
   c = _ring(**{"loss.penalty": "wgan"})
   with pytest.raises(UserError, match="unknown loss.penalty 'wgan'; choose one of"):
-    gan_lib.build_gan(c, pipeline.build_data(c))
+    build.build_gan(c, pipeline.build_data(c))

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import models, models_cifar, train
+from gan_jax import models
+from gan_jax.core import build
+from gan_jax.models import cifar
 from gan_jax.errors import UserError
 
 
@@ -54,7 +56,7 @@ def test_full_size_convolutional_pair_matches_the_paper():
                                                          (8, 2, 2, 4)])
 def test_pooling_keeps_the_partial_last_window(size, window, stride, expected):
   x = np.random.default_rng(0).normal(size=(1, size, size, 2)).astype(np.float32)
-  got = np.asarray(models_cifar.max_pool_ceil(jnp.asarray(x), window, stride))
+  got = np.asarray(cifar.max_pool_ceil(jnp.asarray(x), window, stride))
   assert got.shape == (1, expected, expected, 2)
   for i in range(expected):
     for j in range(expected):
@@ -102,7 +104,7 @@ def test_one_training_step_on_mock_cifar10(name):
   config = load_config(name, "smoke")
   config.parallel.mode = "none"
   with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
-    data, gan, state = train.setup(config)
+    data, gan, state = build.setup(config)
   x = data.arrays["train"]
   assert x.shape == ((16, 3072) if name == "cifar10_fc" else (16, 32, 32, 3))
   flat = x.reshape(len(x), -1).astype(np.float64)

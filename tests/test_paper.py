@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, load_config, subprocess_env
-from gan_jax import checkpoint, train
+from gan_jax.core import build
+from gan_jax.run import checkpoint
 from gan_jax.errors import UserError
 from gan_jax.evaluation import parzen
 from gan_jax.paper import figure1, figures, nearest, run as run_lib, table1, trajectory
@@ -40,7 +41,7 @@ def fixture_run(tmp_path_factory):
   """A digits workdir with checkpoints at steps 20 and 40 holding different generators."""
   config = load_config("digits", "smoke")
   config.parallel.mode = "none"
-  _, _, state = train.setup(config)
+  _, _, state = build.setup(config)
   workdir = str(tmp_path_factory.mktemp("run"))
   _save(workdir, [(20, state), (40, _shift_generator(state, -1.0))], config)
   return workdir, config, state

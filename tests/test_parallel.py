@@ -14,7 +14,6 @@ shared between tests (`_reference`).
 import functools
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -24,7 +23,9 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, REPO, load_config, subprocess_env
-from gan_jax import checkpoint, gan as gan_lib, parallel, train
+from gan_jax import parallel
+from gan_jax.core import build, gan as gan_lib
+from gan_jax.run import checkpoint
 from gan_jax.errors import UserError
 
 TOY_STEPS = 8
@@ -61,7 +62,7 @@ CONFIGS_BY_NAME = {"toy": (_toy_config, TOY_STEPS), "paper": (_paper_config, PAP
 def _train(name: str, mode: str) -> dict:
   """Trains config `name` for its steps in one dispatch under `mode`; host copies of everything."""
   make, steps = CONFIGS_BY_NAME[name]
-  data, gan, state = train.setup(make())
+  data, gan, state = build.setup(make())
   init = jax.device_get(state)
   runner = parallel.Runner(gan, mode)
   arrays = runner.put(data.arrays)
@@ -123,7 +124,7 @@ def test_pmap_and_sharding_match_one_device(name):
 def test_indivisible_batch_and_bad_settings_are_user_errors():
   config = _toy_config()
   config.batch_size = 12
-  _, gan, _ = train.setup(config)
+  _, gan, _ = build.setup(config)
   for mode in ("pmap", "sharding", "auto"):
     with pytest.raises(UserError, match=r"^batch_size 12 is not divisible by the 8 devices of "
                        r"parallel.mode='(pmap|sharding)'; use a multiple of 8$"):
@@ -257,7 +258,7 @@ def test_two_processes_train_checkpoint_and_resume_like_one_device(tmp_path):
   # The checkpoint both processes wrote restores in this (single-process) run, holds the final
   # parameters, and they are those of the single-device run.
   config.parallel.coordinator_address, config.parallel.num_processes = "", 0
-  _, _, template = train.setup(config)
+  _, _, template = build.setup(config)
   ckpt = checkpoint.Checkpointer(str(workdir / "checkpoints"))
   try:
     assert ckpt.latest_step() == PAPER_STEPS

@@ -101,15 +101,15 @@ def test_short_runs_train_the_pinned_parameters(tmp_path):
 def test_a_checkpoint_written_by_gan_jax_0_1_still_restores(tmp_path):
   """tests/data/checkpoint_v0_1: `mog_2d.py:smoke` at step 40 (parallel.mode=none), saved by the
   first released layout; it restores into today's state with the same parameters."""
-  from gan_jax import train  # pylint: disable=g-import-not-at-top
-  from gan_jax import gan as gan_lib  # pylint: disable=g-import-not-at-top
-  from gan_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import build  # pylint: disable=g-import-not-at-top
+  from gan_jax.core import gan as gan_lib  # pylint: disable=g-import-not-at-top
+  from gan_jax.run import checkpoint  # pylint: disable=g-import-not-at-top
   directory = tmp_path / "checkpoints"
   shutil.copytree(os.path.join(REPO, "tests", "data", "checkpoint_v0_1"), directory)
   config = load_config("mog_2d")
   config.parallel.mode = "none"
   ckpt = checkpoint.Checkpointer(str(directory))
-  state = ckpt.restore(train.setup(config)[2], config)
+  state = ckpt.restore(build.setup(config)[2], config)
   ckpt.close()
   assert int(state.step) == 40
   assert gan_lib.params_sha256(state) == "c0879641e81eb9ff202420cb3d63b9db3bdab7a2cda22a3f2bf66fd450f7cf8b"

@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, load_config, subprocess_env
-from gan_jax import checkpoint, logs, train
+from gan_jax import train
+from gan_jax.core import build
+from gan_jax.run import checkpoint, logs, signals
 from gan_jax.errors import UserError
 
 # Every dispatch is 5 steps long; checkpoints at 10, 20, 30, 40 (the last two kept).
@@ -255,7 +257,7 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_good_checkpoint(xla_cache,
   assert _steps(workdir) == [1] and [r["step"] for r in logs.read_metrics(workdir)] == [1]
   # The checkpoint loads and holds finite (if absurd) parameters.
   config = _config(DIVERGING)
-  template = train.setup(config)[2]
+  template = build.setup(config)[2]
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
   state = jax.device_get(ckpt.restore(template, config))
   ckpt.close()
@@ -268,7 +270,7 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_good_checkpoint(xla_cache,
 @pytest.fixture(scope="module")
 def init_state():
   """A fresh host state of the tiny config (its initialisation compiles only small functions)."""
-  return jax.device_get(train.setup(_config())[2])
+  return jax.device_get(build.setup(_config())[2])
 
 
 def _save(directory, steps, state, config):
@@ -354,9 +356,12 @@ def test_nonfinite_checks_name_step_and_quantity(init_state):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_becomes_a_stop_request(sig):
   before = signal.getsignal(sig)
-  with train._StopRequest() as stop:  # pylint: disable=protected-access
-    assert not stop.requested()
+  with signals.StopSignals(raise_on=2) as stop:
+    assert not stop.requested_anywhere()
     os.kill(os.getpid(), sig)
     time.sleep(0.01)
-    assert stop.requested() and stop.signal == sig.name
+    assert stop.requested_anywhere() and stop.signal == sig.name
+    with pytest.raises(KeyboardInterrupt):  # a second signal stops at once
+      os.kill(os.getpid(), sig)
+      time.sleep(0.01)
   assert signal.getsignal(sig) is before

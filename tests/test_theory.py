@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from gan_jax import theory
+from gan_jax.paper import theory
 from gan_jax.errors import UserError
 
 LOG_4 = math.log(4.0)

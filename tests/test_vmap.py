@@ -1,4 +1,4 @@
-"""Many runs in one program (gan_jax.vmap_train): each vmapped member against the same run trained
+"""Many runs in one program (gan_jax.vmap): each vmapped member against the same run trained
 alone, on toy data (seeds and a learning rate vmapped) and on image data across an epoch boundary
 (each member's own data order)."""
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import gan as gan_lib, vmap_train
+from gan_jax import vmap as vmap_lib
+from gan_jax.core import build
 from gan_jax.data import pipeline
 from gan_jax.errors import UserError
 
@@ -28,7 +29,7 @@ def _solo_program(config_json: str, num_steps: int):
   config apart from the seed (the seed is data, not part of the program)."""
   config = ml_collections.ConfigDict(json.loads(config_json))
   data = pipeline.build_data(config)
-  gan = gan_lib.build_gan(config, data)
+  gan = build.build_gan(config, data)
   mean = data.mean_example if config.model.g_bias_from_data else None
   init = jax.jit(lambda seed: gan.init(seed, mean))
   return init, jax.jit(functools.partial(gan.train_steps, num_steps=num_steps)), data
@@ -62,8 +63,8 @@ def _toy(seed, g_lr, d_weight=1.0):
 def toy_group():
   # Members 0-2 are compared with solo runs; member 3's learning rate makes it diverge.
   configs = [_toy(0, 0.05), _toy(1, 0.05), _toy(2, 0.02, d_weight=0.5), _toy(3, 1e30)]
-  group = vmap_train.VmapGroup.build(configs)
-  states, history, info = vmap_train.train(group, num_steps=8, steps_per_dispatch=8, log_every=4)
+  group = vmap_lib.VmapGroup.build(configs)
+  states, history, info = vmap_lib.train(group, num_steps=8, steps_per_dispatch=8, log_every=4)
   return configs, group, states, history, info
 
 
@@ -86,7 +87,7 @@ def test_groups_differing_only_in_seeds_share_one_compiled_program(toy_group):
   reseeded = [c.copy_and_resolve_references() for c in configs]
   for i, c in enumerate(reseeded):
     c.seed = 10 + i
-  again = vmap_train.VmapGroup.build(reseeded, group.data)
+  again = vmap_lib.VmapGroup.build(reseeded, group.data)
   # `train` dispatched 4 steps at a time (a log every 4), gradient norms at the last.
   assert again.cache_key(4, "last") == group.cache_key(4, "last") != group.cache_key(4)
   out, _ = again.run(again.init(), 4, "last")
@@ -96,7 +97,7 @@ def test_groups_differing_only_in_seeds_share_one_compiled_program(toy_group):
   other_d_lr = [c.copy_and_resolve_references() for c in configs]
   for c in other_d_lr:
     c.optimizer.d_lr = 0.07
-  assert vmap_train.VmapGroup.build(other_d_lr, group.data).cache_key(8) != group.cache_key(8)
+  assert vmap_lib.VmapGroup.build(other_d_lr, group.data).cache_key(8) != group.cache_key(8)
 
 
 def test_a_diverging_member_is_reported_and_leaves_the_others_alone(toy_group):
@@ -121,7 +122,7 @@ def test_image_members_keep_their_own_data_order_across_epochs():
     c.optimizer.g_lr = c.optimizer.d_lr = 0.05
     c.seed = seed
     configs.append(c)
-  group = vmap_train.VmapGroup.build(configs)
+  group = vmap_lib.VmapGroup.build(configs)
   states, _ = group.run(group.init(), 18)
   assert int(states.data.epoch) == 1 and int(states.data.position) == 3
   assert states.data.perm.shape == (2, 1500)
@@ -138,9 +139,9 @@ def test_new_epoch_test_stays_a_cond_under_vmap():
   configs = [load_config("digits", "smoke") for _ in range(2)]
   for i, c in enumerate(configs):
     c.seed, c.model.g_hidden, c.model.d_hidden, c.model.noise_dim = i, (4,), (4,), 2
-  group = vmap_train.VmapGroup.build(configs)
+  group = vmap_lib.VmapGroup.build(configs)
   states = jax.eval_shape(group.init)  # traced, not compiled
-  axes = vmap_train.state_axes(states)
+  axes = vmap_lib.state_axes(states)
   fn = jax.vmap(lambda s, a: group.gan.train_step(s, a)[0], in_axes=(axes, None), out_axes=axes)
   jaxpr = str(jax.make_jaxpr(fn)(states, group.arrays()))
   assert " cond[" in jaxpr
@@ -149,9 +150,9 @@ def test_new_epoch_test_stays_a_cond_under_vmap():
 def test_runs_that_differ_in_a_static_key_cannot_share_a_program():
   a, b = _toy(0, 0.05), _toy(1, 0.05)
   b.k_disc_steps = 2
-  assert vmap_train.program_key(a) != vmap_train.program_key(b)
+  assert vmap_lib.program_key(a) != vmap_lib.program_key(b)
   with pytest.raises(UserError, match="runs differing in k_disc_steps cannot share one vmapped program"):
-    vmap_train.VmapGroup.build([a, b], pipeline.build_data(a))
+    vmap_lib.VmapGroup.build([a, b], pipeline.build_data(a))
   c = _toy(5, 0.01, d_weight=2.0)
   c.log_every = 7  # driving the loop is not training: still one program
-  assert vmap_train.program_key(a) == vmap_train.program_key(c)
+  assert vmap_lib.program_key(a) == vmap_lib.program_key(c)

@@ -7,7 +7,7 @@
 convolutions, which XLA runs slower on a CPU than one run after another (docs/ABLATIONS.md).
 
 Base: experiments/configs/digits.py for 2,000 steps. Architectures: the paper's MLP generator with a
-maxout discriminator (flat pixels), and the DCGAN-style pair of gan_jax/conv_models.py (NHWC pixels:
+maxout discriminator (flat pixels), and the DCGAN-style pair of gan_jax/models/dcgan.py (NHWC pixels:
 G dense to 2x2x64 -> 4x4x32 -> 8x8x1 sigmoid, D 4x4 stride-2 convolutions 32 -> 64, leaky ReLU), its
 generator upsampling by 4x4 stride-2 transposed convolutions or by weight-free nearest-neighbour 2x
 upsampling followed by a 3x3 convolution. Noise: uniform U[-sqrt 3, sqrt 3] (the paper) or Gaussian,

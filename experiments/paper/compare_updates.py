@@ -125,7 +125,8 @@ def _timing(workdir: str, summary: dict) -> str:
 
 def main(argv):
   del argv
-  from gan_jax import logs, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import train  # pylint: disable=import-outside-toplevel
+  from gan_jax.run import logs  # pylint: disable=import-outside-toplevel
   from gan_jax.paper import run as run_lib, trajectory  # pylint: disable=import-outside-toplevel
 
   f = flags.FLAGS

@@ -13,19 +13,19 @@ import sys
 
 import numpy as np
 
-from gan_jax import bench
+from gan_jax.bench import configs, timing
 
 
 def main(rounds: int = 6, steps: int = 20):
-  config = bench.bench_config("mnist_mlp")
+  config = configs.bench_config("mnist_mlp")
   config.steps_per_dispatch = steps
-  data = bench.synthetic_data(config, config.data.num_train)
+  data = configs.synthetic_data(config, config.data.num_train)
   cases = [
-      bench._trainer_case("mnist_mlp", "norms every it", config, data, steps, 1, grad_norms="every"),  # pylint: disable=protected-access
-      bench._trainer_case("mnist_mlp", "norms last it", config, data, steps, 1, grad_norms="last"),  # pylint: disable=protected-access
-      bench._bare_case("mnist_mlp", "bare", config, data, steps, 1),  # pylint: disable=protected-access
+      timing._trainer_case("mnist_mlp", "norms every it", config, data, steps, 1, grad_norms="every"),  # pylint: disable=protected-access
+      timing._trainer_case("mnist_mlp", "norms last it", config, data, steps, 1, grad_norms="last"),  # pylint: disable=protected-access
+      timing._bare_case("mnist_mlp", "bare", config, data, steps, 1),  # pylint: disable=protected-access
   ]
-  bench.time_cases(cases, rounds)
+  timing.time_cases(cases, rounds)
   bare = np.asarray(cases[-1].times)
   for case in cases:
     print(f"{case.mode:<15} best {steps / min(case.times):6.2f} it/s   "

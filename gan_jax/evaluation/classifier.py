@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 import optax
 
 from gan_jax.errors import UserError
+from gan_jax.run import files
 
 logger = logging.getLogger(__name__)
 
@@ -285,8 +285,8 @@ def get_or_train_classifier(cache_dir: str | os.PathLike,
   payload = flax.serialization.to_bytes(classifier.params)
   meta = dict(meta, test_accuracy=classifier.test_accuracy,
               params_sha256=hashlib.sha256(payload).hexdigest())
-  _atomic_write(params_path, payload)
-  _atomic_write(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+  files.atomic_write_bytes(params_path, payload)
+  files.atomic_write_bytes(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
   logger.info("saved classifier for %r to %s", dataset_key, params_path)
   return classifier, False
 
@@ -329,22 +329,6 @@ def _load_cache(params_path: str, meta_path: str, expected: dict) -> ClassifierP
   acc = meta.get("test_accuracy")
   return ClassifierParams(params, expected["num_classes"], image_shape,
                           None if acc is None else float(acc))
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-  """Writes ``payload`` to ``path`` via a temporary file in the same directory and os.replace."""
-  directory = os.path.dirname(path) or "."
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(payload)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def _cache_name(dataset_key: str) -> str:

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from gan_jax.evaluation import parzen
+from gan_jax.run import files
 
 TRAINING_IMAGES = "training_images"
 KMEANS = "kmeans_centroids"
@@ -70,9 +71,5 @@ def score(train, validation, test, cache_path: str, key: dict, num_images: int =
     log(f"baseline {name}: Parzen with {len(s)} samples")
     r = parzen.evaluate(s, validation, test, log_fn=log)
     results[name] = dict(r.to_json_dict(), n_samples=int(len(s)))
-  os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-  tmp = cache_path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump({"key": key, "results": results}, f, indent=2)
-  os.replace(tmp, cache_path)
+  files.atomic_write_json(cache_path, {"key": key, "results": results}, indent=2)
   return results

@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from gan_jax.errors import UserError
+from gan_jax.run import files
 
 PANELS = ("a", "b", "c", "d")
 _CAPTIONS = {
@@ -169,11 +170,7 @@ def draw(panels: dict, path: str, title: str) -> str:
              frameon=False)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
+  files.atomic_savefig(fig, path)
   return path
 
 
@@ -195,7 +192,7 @@ def make_figure1(config, out: str, steps_a: int, steps_d: int, steps_g: int, ste
     The measurements per panel (without the curves) and the settings.
   """
   import jax  # pylint: disable=import-outside-toplevel
-  from gan_jax import train  # pylint: disable=import-outside-toplevel
+  from gan_jax.core import build  # pylint: disable=import-outside-toplevel
 
   if config.data.source != "toy" or config.model.noise_dim != 1 or config.data.name not in (
       "gaussian_1d", "mixture_1d"):
@@ -204,7 +201,7 @@ def make_figure1(config, out: str, steps_a: int, steps_d: int, steps_g: int, ste
   if min(steps_a, steps_d, steps_g, steps_end) < 1:
     raise UserError("--steps_a, --steps_d, --steps_g and --steps_end must all be >= 1")
   t0 = time.perf_counter()
-  _, gan, state = train.setup(config)
+  _, gan, state = build.setup(config)
   chunk = math.gcd(steps_a, steps_end)
   train_chunk = jax.jit(functools.partial(gan.train_steps, num_steps=chunk))
   one_player = jax.jit(_one_player, static_argnums=(0, 2, 3))

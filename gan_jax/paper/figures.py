@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from gan_jax.errors import UserError
+from gan_jax.run import files
 
 _FRAME = np.array([1.0, 0.8, 0.0], np.float32)  # the neighbour column's frame (yellow, as the paper)
 
@@ -69,17 +70,13 @@ def _save_mosaic(mosaic: np.ndarray, path: str, title: str, caption: str, xlabel
   fig.text(0.5, 1 - 0.08 / H, title, ha="center", va="top", fontsize=10, weight="bold")
   fig.text(0.5 / width_in, (bottom - 0.08) / H, caption, ha="left", va="top", fontsize=7.5,
            wrap=True)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
+  files.atomic_savefig(fig, path)
   return path
 
 
 def figure2(reader, state, step: int, path: str, rows: int = 4, cols: int = 5, seed: int = 0) -> dict:
   """Samples with the nearest training example of each row's last sample; returns measurements."""
-  from gan_jax import plotting  # pylint: disable=import-outside-toplevel
+  from gan_jax.run import plotting  # pylint: disable=import-outside-toplevel
   from gan_jax.paper import nearest  # pylint: disable=import-outside-toplevel
 
   data = reader.data
@@ -113,7 +110,7 @@ def figure3(reader, state, step: int, path: str, rows: int = 6, steps: int = 12,
   """Rows of G(z) for z on straight lines between random pairs of noise vectors."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from gan_jax import plotting  # pylint: disable=import-outside-toplevel
+  from gan_jax.run import plotting  # pylint: disable=import-outside-toplevel
 
   gan, data = reader.gan, reader.data
   z = gan.noise_batch(jax.random.fold_in(jax.random.PRNGKey(seed), 3), 2 * rows)
@@ -136,7 +133,7 @@ def run_figures(workdir: str, out: str, step: int | None = None, dataset_dir: st
 
   if rows < 1 or cols < 1:
     raise UserError(f"--rows and --cols must be >= 1, got {rows} and {cols}")
-  reader = run_lib.RunReader(workdir, dataset_dir)
+  reader = run_lib.image_run(workdir, dataset_dir)
   step = reader.latest_or(step)
   state = reader.restore(step)
   log(f"{reader.workdir}: checkpoint at step {step} (epoch {reader.epoch(step):g})")

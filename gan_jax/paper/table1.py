@@ -121,7 +121,7 @@ def run_table1(workdir: str, step: int | None = None, dataset_dir: str | None = 
   if num_samples < 1 or num_validation < 1 or num_test < 1:
     raise UserError("--num_samples, --num_validation and --num_test must be >= 1")
   t0 = time.perf_counter()
-  reader = run_lib.RunReader(workdir, dataset_dir)
+  reader = run_lib.image_run(workdir, dataset_dir)
   step = reader.latest_or(step)
   paper_dir = os.path.join(reader.workdir, "paper")
   out = out or os.path.join(paper_dir, "table1.md")

@@ -18,6 +18,7 @@ import sys
 import time
 
 from gan_jax.errors import UserError
+from gan_jax.run import files
 
 PAPER_MNIST = (225.0, 2.0)
 
@@ -73,11 +74,7 @@ def plot(points: dict, path: str, dataset: str, baselines: dict | None = None) -
   ax_s.set_xlabel("epoch")
   ax_s.grid(alpha=0.3)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
+  files.atomic_savefig(fig, path)
   return path
 
 
@@ -104,7 +101,7 @@ def run_trajectory(workdir: str, dataset_dir: str | None = None, every_steps: in
 
   if every_steps < 0:
     raise UserError(f"--every_steps must be >= 0, got {every_steps}")
-  reader = run_lib.RunReader(workdir, dataset_dir)
+  reader = run_lib.image_run(workdir, dataset_dir)
   paper_dir = os.path.join(reader.workdir, "paper")
   json_path = os.path.join(paper_dir, "parzen_trajectory.json")
   png_path = os.path.join(paper_dir, "parzen_trajectory.png")

@@ -22,8 +22,9 @@ import numpy as np
 import optax
 from jax import lax
 
-from gan_jax import losses, models, optim, penalties
-from gan_jax.data.pipeline import Data, DataState, Sampler
+from gan_jax import models
+from gan_jax.core import losses, penalties, rng
+from gan_jax.data.pipeline import DataState, Sampler
 from gan_jax.errors import UserError
 
 UPDATE_MODES = ("alternating", "simultaneous")
@@ -32,10 +33,6 @@ NOISE_TYPES = ("uniform", "gaussian")
 GRAD_NORM_METRICS = ("d_grad_norm", "g_grad_norm")
 GRAD_NORM_MODES = ("every", "last", "none")
 
-# Independent streams derived from the root key.
-_TRAIN, _DATA, _SAMPLES = 0, 1, 2
-# Per-example sub-streams.
-_NOISE, _DROP_REAL, _DROP_FAKE = 0, 1, 2
 
 
 @flax.struct.dataclass
@@ -68,7 +65,7 @@ class GAN:
   update_mode: str = "alternating"
   d_dropout: bool = True
   penalty: str = "none"  # gradient penalty on D (gan_jax.penalties), added to D's loss
-  penalty_weight: Any = 10.0  # a float, or a traced scalar when runs are vmapped (gan_jax.vmap_train)
+  penalty_weight: Any = 10.0  # a float, or a traced scalar when runs are vmapped (gan_jax.vmap)
   d_spectral_norm: bool = False  # D computes with spectrally normalised weights (gan_jax.penalties)
   batch_sharding: Any = None  # under jit with a Mesh: how examples are laid out across devices
 
@@ -82,7 +79,7 @@ class GAN:
   def noise_batch(self, key, n: int):
     """[n, noise_dim] noise, example i from `split(key, n)[i]`."""
     keys = jax.random.split(key, n)
-    return jax.vmap(lambda k: self.sample_noise(jax.random.fold_in(k, _NOISE)))(keys)
+    return jax.vmap(lambda k: self.sample_noise(jax.random.fold_in(k, rng.NOISE)))(keys)
 
   def generate(self, g_params, z):
     return self.generator.apply({"params": g_params}, z)
@@ -114,7 +111,7 @@ class GAN:
 
   def _init(self, seed, output_bias=None) -> GANState:
     root = jax.random.PRNGKey(seed)
-    k_g, k_d = jax.random.split(jax.random.fold_in(root, 1_000_003))
+    k_g, k_d = jax.random.split(jax.random.fold_in(root, rng.INIT))
     z = jnp.zeros((1, self.noise_dim))
     g_params = self.generator.init(k_g, z)["params"]
     x = jnp.zeros((1,) + tuple(self.sampler.example_shape))
@@ -124,7 +121,7 @@ class GAN:
     return GANState(
         step=jnp.int32(0), key=root, g_params=g_params, d_params=d_params,
         g_opt_state=self.g_tx.init(g_params), d_opt_state=self.d_tx.init(d_params),
-        data=self.sampler.init_state(jax.random.fold_in(root, _DATA)))
+        data=self.sampler.init_state(jax.random.fold_in(root, rng.DATA)))
 
   # ------------------------------------------------------------------ update
   def _local(self, axis_name):
@@ -171,8 +168,8 @@ class GAN:
       outputs and accuracies); the gradients are the last ones each network was updated with.
     """
     offset, b = self._local(axis_name)
-    step_key = jax.random.fold_in(jax.random.fold_in(state.key, _TRAIN), state.step)
-    data_key = jax.random.fold_in(state.key, _DATA)
+    step_key = jax.random.fold_in(jax.random.fold_in(state.key, rng.TRAIN), state.step)
+    data_key = jax.random.fold_in(state.key, rng.DATA)
     pmean = (lambda t: lax.pmean(t, axis_name)) if axis_name else (lambda t: t)
     fold = jax.random.fold_in
 
@@ -180,9 +177,9 @@ class GAN:
       keys = self._example_keys(fold(step_key, phase), offset, b)
       x, data_state = self.sampler.next(arrays, data_state, data_key, keys, offset, self.batch_size)
       x = self._shard(x)
-      z = jax.vmap(lambda k: self.sample_noise(fold(k, _NOISE)))(keys)
-      drop_real = jax.vmap(lambda k: fold(k, _DROP_REAL))(keys)
-      drop_fake = jax.vmap(lambda k: fold(k, _DROP_FAKE))(keys)
+      z = jax.vmap(lambda k: self.sample_noise(fold(k, rng.NOISE)))(keys)
+      drop_real = jax.vmap(lambda k: fold(k, rng.DROP_REAL))(keys)
+      drop_fake = jax.vmap(lambda k: fold(k, rng.DROP_FAKE))(keys)
       return x, z, drop_real, drop_fake, data_state
 
     def d_objective(d_params, g_params, x, z, drop_real, drop_fake):
@@ -297,43 +294,9 @@ def _with_grad_norms(metrics, d_grads, g_grads):
   return dict(metrics, d_grad_norm=optax.global_norm(d_grads), g_grad_norm=optax.global_norm(g_grads))
 
 
-def build_gan(config, data: Data) -> GAN:
-  """The `GAN` described by `config` for `data`."""
-  if config.update_mode not in UPDATE_MODES:
-    raise UserError(f"unknown update_mode {config.update_mode!r}; choose one of {list(UPDATE_MODES)}")
-  if config.update_mode == "simultaneous" and config.k_disc_steps != 1:
-    raise UserError("update_mode='simultaneous' takes one batch per iteration; set k_disc_steps=1")
-  if config.k_disc_steps < 1:
-    raise UserError(f"k_disc_steps must be >= 1, got {config.k_disc_steps}")
-  if config.model.noise not in NOISE_TYPES:
-    raise UserError(f"unknown model.noise {config.model.noise!r}; choose one of {list(NOISE_TYPES)}")
-  if config.batch_size < 1:
-    raise UserError(f"batch_size must be >= 1, got {config.batch_size}")
-  spe = data.sampler.steps_per_epoch(config.batch_size)
-  oc = config.optimizer
-  discriminator = models.build_discriminator(config.model)
-  return GAN(
-      generator=models.build_generator(config.model, data.example_shape),
-      discriminator=discriminator,
-      g_tx=optim.build_optimizer(oc, oc.g_lr, spe),
-      d_tx=optim.build_optimizer(oc, oc.d_lr, spe * config.k_disc_steps),
-      loss=losses.get_loss(config.loss),
-      sampler=data.sampler,
-      batch_size=config.batch_size,
-      noise=config.model.noise,
-      noise_dim=config.model.noise_dim,
-      k_disc_steps=config.k_disc_steps,
-      update_mode=config.update_mode,
-      d_dropout=models.uses_dropout(discriminator),
-      penalty=penalties.check_penalty(config.loss.get("penalty", "none")),
-      penalty_weight=float(config.loss.get("penalty_weight", 10.0)),
-      d_spectral_norm=bool(config.model.get("d_spectral_norm", False)),
-  )
-
-
 def fixed_noise(gan: GAN, seed: int, n: int):
   """The noise batch used for sample grids: the same for every step of a run."""
-  return gan.noise_batch(jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLES), n)
+  return gan.noise_batch(jax.random.fold_in(jax.random.PRNGKey(seed), rng.SAMPLES), n)
 
 
 @functools.partial(jax.jit, static_argnums=0)

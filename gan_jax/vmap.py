@@ -16,19 +16,14 @@ size, same data), so they are kept unbatched (`in_axes=None`). The sampler's "ne
 stays a real `lax.cond`; were they batched, vmap would turn it into a select that draws a permutation
 for every member at every step.
 
-Command line: throughput of N vmapped runs against one run (docs/ABLATIONS.md), or with `--check`
-how far each vmapped member ends from the same seed trained alone:
-
-  python -m gan_jax.vmap_train --config=experiments/configs/mnist_paper.py --members=16 --steps=500
-  python -m gan_jax.vmap_train --config=experiments/configs/mog_2d.py --members=4 --steps=1000 --check
+The throughput of N vmapped runs against one run, and how far members end from solo runs, are
+measured by `python -m gan_jax.bench.vmap` (gan_jax/bench/vmap.py).
 """
 
 import collections
 import dataclasses
-import functools
 import json
 import math
-import sys
 import time
 
 import jax
@@ -37,58 +32,22 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import gan as gan_lib, losses, optim
+from gan_jax import config as config_lib
+from gan_jax.core import build
+from gan_jax.core.build import VMAPPABLE_KEYS
+from gan_jax.core.gan import GAN, GANState
 from gan_jax.data import pipeline
 from gan_jax.data.pipeline import DataState
 from gan_jax.errors import UserError
-from gan_jax.gan import GAN, GANState
-
-# Config keys that may differ between the members of one program. Anything else changes shapes or
-# Python-level control flow and needs its own program.
-VMAPPABLE_KEYS = ("seed", "optimizer.g_lr", "optimizer.d_lr", "optimizer.b1", "optimizer.b2",
-                  "loss.d_weight", "loss.penalty_weight")
-# Keys that only drive the loop (logging, checkpoints) and never change what a run computes.
-_DRIVER_KEYS = ("steps_per_dispatch", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-                "num_samples", "parallel.")
-
 
 _PROGRAM_CACHE = collections.OrderedDict()  # compiled programs of recent groups, least recent first
 _PROGRAM_CACHE_SIZE = 8
 
 
-def flat_config(config: ml_collections.ConfigDict) -> dict:
-  """The config as one flat dict of JSON values, {'optimizer.g_lr': 2e-4, ...}."""
-  def flatten(d, prefix):
-    out = {}
-    for k, v in d.items():
-      out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-  return flatten(json.loads(config.to_json()), "")
-
-
-def is_driver_key(key: str) -> bool:
-  """Whether a (flat) config key only drives the loop (logging, dispatch size), not what is trained."""
-  return any(key == k or (k.endswith(".") and key.startswith(k)) for k in _DRIVER_KEYS)
-
-
 def program_key(config: ml_collections.ConfigDict) -> str:
   """Equal for two configs exactly when they can train as members of one vmapped program."""
-  flat = {k: v for k, v in flat_config(config).items() if k not in VMAPPABLE_KEYS and not is_driver_key(k)}
+  flat = {k: v for k, v in config_lib.flatten(config).items() if k not in VMAPPABLE_KEYS and not config_lib.is_driver_key(k)}
   return json.dumps(flat, sort_keys=True)
-
-
-class _Overlay:
-  """Read-only view of a ConfigDict with some values replaced by (traced) scalars."""
-
-  def __init__(self, base, overrides: dict):
-    self._base, self._overrides = base, overrides
-
-  def __getattr__(self, name):
-    return self._overrides[name] if name in self._overrides else getattr(self._base, name)
-
-  def get(self, name, default=None):
-    return self._overrides[name] if name in self._overrides else self._base.get(name, default)
 
 
 def state_axes(state: GANState) -> GANState:
@@ -115,19 +74,19 @@ class VmapGroup:
     if not configs:
       raise UserError("a vmapped group needs at least one config")
     key0 = program_key(configs[0])
-    flats = [flat_config(c) for c in configs]
+    flats = [config_lib.flatten(c) for c in configs]
     for c, flat in zip(configs[1:], flats[1:]):
       if program_key(c) != key0:
         base = flats[0]
         diff = sorted(k for k in set(base) | set(flat)
-                      if base.get(k) != flat.get(k) and k not in VMAPPABLE_KEYS and not is_driver_key(k))
+                      if base.get(k) != flat.get(k) and k not in VMAPPABLE_KEYS and not config_lib.is_driver_key(k))
         raise UserError(f"runs differing in {', '.join(diff)} cannot share one vmapped program; only "
                         f"{', '.join(VMAPPABLE_KEYS)} may differ (train them as separate groups)")
     bad = [c.seed for c in configs if not 0 <= c.seed < 2**31]
     if bad:
       raise UserError(f"seeds must be in [0, 2**31) to be vmapped, got {bad[0]}")
     data = data or pipeline.build_data(configs[0])
-    gan = gan_lib.build_gan(configs[0], data)
+    gan = build.build_gan(configs[0], data)
     varying = {}
     for k in VMAPPABLE_KEYS[1:]:
       values = [f.get(k) for f in flats]
@@ -142,22 +101,7 @@ class VmapGroup:
   # ------------------------------------------------------------------ the member's GAN
   def member_gan(self, hp: dict) -> GAN:
     """The GAN of one member, its varying hyperparameters `hp` as (traced) scalars."""
-    if not hp:
-      return self.gan
-    c = self.configs[0]
-    oc = _Overlay(c.optimizer, {k.split(".", 1)[1]: v for k, v in hp.items() if k.startswith("optimizer.")})
-    spe = self.data.sampler.steps_per_epoch(c.batch_size)
-    gan = self.gan
-    if any(k.startswith("optimizer.") for k in hp):
-      gan = dataclasses.replace(gan, g_tx=optim.build_optimizer(oc, oc.g_lr, spe),
-                                d_tx=optim.build_optimizer(oc, oc.d_lr, spe * c.k_disc_steps))
-    if "loss.d_weight" in hp:
-      d_fn, g_fn = losses.LOSSES[c.loss.name]
-      w = hp["loss.d_weight"]
-      gan = dataclasses.replace(gan, loss=losses.GANLoss(c.loss.name, lambda r, f: w * d_fn(r, f), g_fn))
-    if "loss.penalty_weight" in hp:
-      gan = dataclasses.replace(gan, penalty_weight=hp["loss.penalty_weight"])
-    return gan
+    return build.build_gan(self.configs[0], self.data, hp) if hp else self.gan
 
   # ------------------------------------------------------------------ states
   def init(self) -> GANState:
@@ -180,10 +124,10 @@ class VmapGroup:
     """Equal for groups that run the same compiled program: the same configs but for their seeds
     and the values that vary (so a sweep with --max_members=1 compiles once for all seeds of a
     cell). Vmappable values that do not vary are constants of the program, so they are in the key."""
-    flat = flat_config(self.configs[0])
+    flat = config_lib.flatten(self.configs[0])
     return json.dumps([num_steps, grad_norms, self.size, sorted(self.varying),
                        {k: v for k, v in flat.items() if k != "seed" and k not in self.varying
-                        and not is_driver_key(k)}], sort_keys=True)
+                        and not config_lib.is_driver_key(k)}], sort_keys=True)
 
   def _compiled(self, num_steps: int, grad_norms: str = "every"):
     if (num_steps, grad_norms) in self._programs:
@@ -279,119 +223,3 @@ def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_e
       "nonfinite_step": bad,
   }
   return states, history, info
-
-
-# ---------------------------------------------------------------------------- benchmark and check
-def _seeds(config, members: int) -> list:
-  """`members` copies of `config` with seeds config.seed, config.seed + 1, ..."""
-  configs = []
-  for i in range(members):
-    c = config.copy_and_resolve_references()
-    c.seed = config.seed + i
-    configs.append(c)
-  return configs
-
-
-def _solo_program(group: VmapGroup, steps: int):
-  """(initial state of member 0 alone, its compiled `train_steps`, compile seconds): a solo run."""
-  gan, config = group.gan, group.configs[0]
-  mean = group.data.mean_example if config.model.get("g_bias_from_data", True) else None
-  init = jax.jit(lambda seed: gan.init(seed, mean))
-  fn = jax.jit(functools.partial(gan.train_steps, num_steps=steps), donate_argnums=0)
-  t0 = time.perf_counter()
-  fn = fn.lower(init(config.seed), group.arrays()).compile()
-  return init, fn, time.perf_counter() - t0
-
-
-def benchmark(config, members: int, steps: int, repeats: int = 3) -> dict:
-  """Aggregate iterations/s of `members` vmapped seeds against one run of `config`, both compiled.
-
-  Each figure is the best of `repeats` timed calls of `steps` iterations, after a warm-up call; the
-  solo and vmapped calls alternate, so a machine whose load drifts slows both alike.
-  """
-  group = VmapGroup.build(_seeds(config, members))
-  init, solo_fn, solo_compile = _solo_program(group, steps)
-  arrays = group.arrays()
-  group._compiled(steps)  # pylint: disable=protected-access
-  runs = {"solo": [lambda s: solo_fn(s, arrays), init(config.seed), []],
-          "group": [lambda s: group.run(s, steps), group.init(), []]}
-  for rep in range(repeats + 1):
-    for entry in runs.values():
-      fn, s, times = entry
-      t0 = time.perf_counter()
-      entry[1], m = fn(s)
-      jax.block_until_ready(m)
-      if rep:  # the first call of each is a warm-up
-        times.append(time.perf_counter() - t0)
-  t_solo, t_group = min(runs["solo"][2]), min(runs["group"][2])
-  print(f"1 run: {steps / t_solo:.1f} it/s (compile {solo_compile:.1f} s)", flush=True)
-  out = {
-      "device": jax.devices()[0].device_kind,
-      "compute_dtype": config.model.get("compute_dtype", "float32"),
-      "members": members,
-      "steps": steps,
-      "solo_iters_per_s": round(steps / t_solo, 1),
-      "vmapped_aggregate_iters_per_s": round(members * steps / t_group, 1),
-      "speedup": round(members * t_solo / t_group, 2),
-      "solo_compile_s": round(solo_compile, 1),
-      "vmapped_compile_s": round(group.compile_time_s, 1),
-  }
-  print(f"{members} vmapped runs: {out['vmapped_aggregate_iters_per_s']} it/s in all "
-        f"({out['speedup']}x one run; compile {out['vmapped_compile_s']} s)", flush=True)
-  return out
-
-
-def check(config, members: int, steps: int) -> list:
-  """Trains `members` seeds of `config` vmapped and each alone; per member, how far apart they end.
-
-  Returns:
-    [{'seed', 'max_abs_diff' (largest difference of a parameter or optimizer moment), 'max_abs_value'
-    (largest such value, for scale), 'same_d_loss' (final d_loss equal to 6 digits)}].
-  """
-  group = VmapGroup.build(_seeds(config, members))
-  states, metrics = group.run(group.init(), steps)
-  init, solo_fn, _ = _solo_program(group, steps)
-  out = []
-  for i, c in enumerate(group.configs):
-    solo, solo_metrics = solo_fn(init(c.seed), group.arrays())
-    pairs = [(a, b) for a, b in zip(jax.tree.leaves(group.member(states, i)), jax.tree.leaves(solo))
-             if jnp.issubdtype(b.dtype, jnp.floating)]  # parameters and optimizer moments
-    diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0))
-               for a, b in pairs)
-    scale = max(float(np.max(np.abs(np.asarray(b, np.float64)), initial=0)) for _, b in pairs)
-    d_loss = float(metrics["d_loss"][i, -1]), float(solo_metrics["d_loss"][-1])
-    out.append({"seed": c.seed, "max_abs_diff": diff, "max_abs_value": scale,
-                "same_d_loss": math.isclose(*d_loss, rel_tol=1e-6)})
-    print(f"seed {c.seed}: vmapped vs alone after {steps} steps: max |difference| {diff:.3g} "
-          f"(values up to {scale:.3g}); final d_loss {d_loss[0]:.6f} vs {d_loss[1]:.6f}", flush=True)
-  return out
-
-
-def _main(argv):
-  if len(argv) > 1:
-    raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _MEMBERS.value < 1 or _STEPS.value < 1:
-    raise UserError("--members and --steps must be >= 1")
-  config = _CONFIG.value
-  with config.unlocked():
-    config.parallel.mode = "none"
-  if _CHECK.value:
-    check(config, _MEMBERS.value, _STEPS.value)
-  else:
-    print(json.dumps(benchmark(config, _MEMBERS.value, _STEPS.value)))
-
-
-if __name__ == "__main__":
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
-  from gan_jax import cli  # pylint: disable=g-import-not-at-top
-
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file of the run to benchmark.",
-                                            lock_config=True)
-  _MEMBERS = flags.DEFINE_integer("members", 16, "Runs (seeds) vmapped into one program.")
-  _STEPS = flags.DEFINE_integer("steps", 500, "Iterations per timed call (or trained, with --check).")
-  _CHECK = flags.DEFINE_bool("check", False, "Instead of timing: train each member alone too and print "
-                             "how far the vmapped members end from their solo runs.")
-  flags.mark_flags_as_required(["config"])
-  sys.exit(cli.run(_main, _CONFIG))

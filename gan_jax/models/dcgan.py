@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax import models
+from gan_jax.models import layers
 from gan_jax.errors import UserError
 
 UPSAMPLE_MODES = ("transposed", "resize_conv")
@@ -58,17 +58,6 @@ def upsample_2x(x, method: str):
   return jax.image.resize(x, (b, 2 * h, 2 * w, c), method=method)
 
 
-def kernel_init(init_scale: float, gain: float = 1.0):
-  """U(-s, s) weights for `init_scale` s > 0; else truncated normal with variance gain / fan_in.
-
-  Without batch norm the initial scale decides whether signals survive the depth: gain 2 (He) for
-  layers followed by (leaky) ReLU, which halves the second moment, 1 for the output layers.
-  """
-  if init_scale > 0:
-    return models.uniform_init(init_scale)
-  return nn.initializers.variance_scaling(gain, "fan_in", "truncated_normal")
-
-
 class DCGANGenerator(nn.Module):
   """Noise [b, noise_dim] -> images [b, H, W, C] by a dense layer and 2x upsampling layers."""
 
@@ -85,7 +74,7 @@ class DCGANGenerator(nn.Module):
     h_out, w_out, c_out = self.output_shape
     n = len(self.channels)
     h0, w0 = h_out // 2**n, w_out // 2**n
-    x = nn.Dense(h0 * w0 * self.channels[0], kernel_init=kernel_init(self.init_scale, 2.0),
+    x = nn.Dense(h0 * w0 * self.channels[0], kernel_init=layers.kernel_init(self.init_scale, 2.0),
                  dtype=self.dtype, param_dtype=jnp.float32, name="project")(z)
     x = nn.relu(x.reshape(z.shape[0], h0, w0, self.channels[0]))
     widths = list(self.channels[1:]) + [c_out]
@@ -95,17 +84,17 @@ class DCGANGenerator(nn.Module):
       if self.upsample == "transposed":
         # Stride 2: each output pixel sums only a quarter of the 4x4 kernel's taps, so the fan-in
         # that `variance_scaling` computes from the kernel shape is 4x too large.
-        x = nn.ConvTranspose(width, (4, 4), strides=(2, 2), padding="SAME", kernel_init=kernel_init(
+        x = nn.ConvTranspose(width, (4, 4), strides=(2, 2), padding="SAME", kernel_init=layers.kernel_init(
             self.init_scale, 4 * gain), dtype=self.dtype, param_dtype=jnp.float32, name=f"up_{i}")(x)
       else:
         x = upsample_2x(x, self.resize_method)
-        x = nn.Conv(width, (3, 3), padding="SAME", kernel_init=kernel_init(self.init_scale, gain),
+        x = nn.Conv(width, (3, 3), padding="SAME", kernel_init=layers.kernel_init(self.init_scale, gain),
                     dtype=self.dtype, param_dtype=jnp.float32, name=f"up_{i}")(x)
       if not last:
         x = nn.relu(x)
     # No layer is called `output`: GAN.init would give it the MLP's per-pixel data-mean bias, but
     # this last layer's bias is per channel.
-    return models.activation(self.output_activation)(x.astype(jnp.float32))
+    return layers.activation(self.output_activation)(x.astype(jnp.float32))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -124,11 +113,11 @@ class DCGANDiscriminator(nn.Module):
     _check_layers(x.shape[1:], len(self.channels), "discriminator")
     h = x
     for i, width in enumerate(self.channels):
-      h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME", kernel_init=kernel_init(self.init_scale, 2.0),
+      h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME", kernel_init=layers.kernel_init(self.init_scale, 2.0),
                   dtype=self.dtype, param_dtype=jnp.float32, name=f"conv_{i}")(h)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)
-    logit = nn.Dense(1, kernel_init=kernel_init(self.init_scale), dtype=self.dtype, param_dtype=jnp.float32,
+    logit = nn.Dense(1, kernel_init=layers.kernel_init(self.init_scale), dtype=self.dtype, param_dtype=jnp.float32,
                      name="logit")(h)
     return logit[:, 0].astype(jnp.float32)
 
@@ -141,10 +130,10 @@ def build_generator(mc, example_shape) -> DCGANGenerator:
     raise UserError(f"unknown model.g_upsample {mc.g_upsample!r}; choose one of {list(UPSAMPLE_MODES)}")
   if mc.g_resize not in RESIZE_METHODS:
     raise UserError(f"unknown model.g_resize {mc.g_resize!r}; choose one of {list(RESIZE_METHODS)}")
-  models.activation(mc.g_output)  # fail now on an unknown name, not inside the first trace
+  layers.activation(mc.g_output)  # fail now on an unknown name, not inside the first trace
   return DCGANGenerator(output_shape=tuple(example_shape), channels=channels, upsample=mc.g_upsample,
                         resize_method=mc.g_resize, output_activation=mc.g_output,
-                        init_scale=mc.g_init_scale, dtype=models.compute_dtype(mc))
+                        init_scale=mc.g_init_scale, dtype=layers.compute_dtype(mc))
 
 
 def build_discriminator(mc) -> DCGANDiscriminator:
@@ -152,7 +141,7 @@ def build_discriminator(mc) -> DCGANDiscriminator:
   if not mc.d_channels:
     raise UserError("model.d_channels is empty; give at least one width, e.g. (64, 128, 256)")
   return DCGANDiscriminator(channels=tuple(mc.d_channels), init_scale=mc.d_init_scale,
-                            dtype=models.compute_dtype(mc))
+                            dtype=layers.compute_dtype(mc))
 
 
 def count_params(params) -> int:

@@ -23,6 +23,8 @@ from absl import logging
 from tensorboardX.proto import event_pb2, summary_pb2
 from tensorboardX.record_writer import masked_crc32c
 
+from gan_jax.run import files
+
 
 class MetricWriter:
   """Writes scalar metrics to `metrics.jsonl` and TensorBoard event files in `workdir`."""
@@ -58,10 +60,7 @@ class MetricWriter:
           self.last_record = {k: v for k, v in record.items() if k != "step"}
       except (ValueError, KeyError):
         break  # a line cut short by a kill: everything after it is newer than any checkpoint
-    tmp = self.path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    files.atomic_write_text(self.path, "".join(kept))
 
   def write(self, step: int, metrics: dict):
     if not self.enabled:
@@ -168,10 +167,7 @@ def _truncate_events(path: str, step: int):
   if not any(event_pb2.Event.FromString(d).HasField("summary") for d in kept):
     os.remove(path)
     return
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(b"".join(_record(data) for data in kept))
-  os.replace(tmp, path)
+  files.atomic_write_bytes(path, b"".join(_record(data) for data in kept))
 
 
 def read_tensorboard(workdir: str) -> dict[str, list[tuple[int, float]]]:
@@ -220,14 +216,15 @@ class Progress:
       eta = (self.total - step) / rate if rate > 0 else math.inf
       speed = f"{rate:.1f} it/s" if step > self._s0 else "? it/s"
       extra = " ".join(f"{k}={v:.3f}" for k, v in (postfix or {}).items())
-      logging.info("step %d/%d  %s  ETA %s  %s", step, self.total, speed, _fmt_eta(eta), extra)
+      logging.info("step %d/%d  %s  ETA %s  %s", step, self.total, speed, format_eta(eta), extra)
 
   def close(self):
     if self._bar is not None:
       self._bar.close()
 
 
-def _fmt_eta(seconds: float) -> str:
+def format_eta(seconds: float) -> str:
+  """H:MM:SS, or '?' for an unknown (infinite or NaN) time."""
   if not math.isfinite(seconds):
     return "?"
   m, s = divmod(int(seconds), 60)

@@ -33,12 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.core import rng
 from gan_jax.errors import UserError
 
 PENALTIES = ("none", "wgan_gp", "zero_gp", "r1")
 SN_POWER_ITERS = 10  # sigma within 3% even for random matrices (small spectral gap; tests/test_losses_zoo.py)
 
-_PENALTY_STREAM = 3  # per-example sub-stream of the real example's dropout key (gan.py uses 0-2)
 
 
 def check_penalty(name: str) -> str:
@@ -82,7 +82,7 @@ def gradient_penalty(name: str, d_fn, real, fake, keys):
   fake = jax.lax.stop_gradient(fake)
   if name == "r1":
     return jnp.mean(per_example_grad_sq_norm(d_fn, real, keys))
-  eps = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, _PENALTY_STREAM), ()))(keys)
+  eps = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, rng.PENALTY), ()))(keys)
   eps = eps.reshape((-1,) + (1,) * (real.ndim - 1))
   x_hat = eps * real + (1.0 - eps) * fake
   sq = per_example_grad_sq_norm(d_fn, x_hat, keys)

@@ -1,13 +1,14 @@
 """PNG figures: sample grids, toy-data scatter plots and training curves (matplotlib, Agg backend)."""
 
 import math
-import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
+
+from gan_jax.run import files
 
 
 def to_displayable(images: np.ndarray, image_shape, scale: str | None) -> np.ndarray:
@@ -47,7 +48,7 @@ def save_grid(images: np.ndarray, path: str, ncol: int | None = None, title: str
   ax.axis("off")
   if title:
     fig.suptitle(title, fontsize=9, y=0.995)
-  _save(fig, path)
+  files.atomic_savefig(fig, path)
   return path
 
 
@@ -80,7 +81,7 @@ def save_toy_samples(samples: np.ndarray, path: str, title: str, toy=None, d_fn=
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=8)
   ax.set_title(title, fontsize=10)
-  _save(fig, path)
+  files.atomic_savefig(fig, path)
   return path
 
 
@@ -105,13 +106,5 @@ def save_curves(records: list[dict], path: str, title: str = "") -> str:
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  _save(fig, path)
+  files.atomic_savefig(fig, path)
   return path
-
-
-def _save(fig, path: str):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)

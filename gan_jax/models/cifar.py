@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from gan_jax import models
+from gan_jax.models import layers
 from gan_jax.errors import UserError
 
 
@@ -47,7 +47,7 @@ class CifarMLPGenerator(nn.Module):
   @nn.compact
   def __call__(self, z):
     h = _hidden_stack(z, self.hidden, self.hidden_activations, self.init_scale, self.dtype)
-    out = nn.Dense(math.prod(self.output_shape), kernel_init=models.uniform_init(self.output_init_scale),
+    out = nn.Dense(math.prod(self.output_shape), kernel_init=layers.uniform_init(self.output_init_scale),
                    dtype=self.dtype, name="linear_out")(h)
     return out.astype(jnp.float32).reshape(z.shape[:-1] + tuple(self.output_shape))
 
@@ -85,7 +85,7 @@ class CifarDeconvGenerator(nn.Module):
     # pylearn2 laid the units out channel-major ('c', 0, 1): unit c*rows*cols + i*cols + j.
     h = h.reshape(-1, channels, rows, cols).transpose(0, 2, 3, 1)
     x = nn.ConvTranspose(self.output_shape[-1], (self.kernel, self.kernel), (self.stride, self.stride),
-                         padding="VALID", use_bias=False, kernel_init=models.uniform_init(self.init_scale),
+                         padding="VALID", use_bias=False, kernel_init=layers.uniform_init(self.init_scale),
                          dtype=self.dtype, name="deconv")(h)
     bias = self.param("pixel_bias", nn.initializers.zeros, tuple(self.output_shape))
     return (x.astype(jnp.float32) + bias).reshape(z.shape[:-1] + tuple(self.output_shape))
@@ -97,8 +97,8 @@ def _hidden_stack(z, widths, activations, init_scale, dtype):
                     f"hidden layer of model.g_hidden {tuple(widths)}")
   h = z
   for i, (width, act) in enumerate(zip(widths, activations)):
-    h = nn.Dense(width, kernel_init=models.uniform_init(init_scale), dtype=dtype, name=f"hidden_{i}")(h)
-    h = models.activation(act)(h)
+    h = nn.Dense(width, kernel_init=layers.uniform_init(init_scale), dtype=dtype, name=f"hidden_{i}")(h)
+    h = layers.activation(act)(h)
   return h
 
 
@@ -127,7 +127,7 @@ class ConvMaxoutDiscriminator(nn.Module):
 
   @property
   def dropout_keep(self) -> float:
-    """The smallest keep probability (`models.uses_dropout` reads it)."""
+    """The smallest keep probability (`gan_jax.models.uses_dropout` reads it)."""
     return min(self.input_keep, self.hidden_keep)
 
   @nn.compact
@@ -140,7 +140,7 @@ class ConvMaxoutDiscriminator(nn.Module):
     if x.ndim != 4:
       raise UserError(f"the 'conv_maxout' discriminator reads NHWC images, got examples of shape "
                       f"{x.shape[1:]}; set --config.data.layout=nhwc")
-    init = models.uniform_init(self.init_scale)
+    init = layers.uniform_init(self.init_scale)
     keep = self.input_keep
     h = x
     for i, (ch, k, p, ps, st) in enumerate(zip(self.channels, self.kernels, self.pads,
@@ -166,7 +166,7 @@ def build_mlp_generator(mc, example_shape) -> nn.Module:
                            hidden_activations=tuple(mc.g_hidden_activations),
                            init_scale=mc.g_init_scale,
                            output_init_scale=mc.g_output_init_scale or mc.g_init_scale,
-                           dtype=models.compute_dtype(mc))
+                           dtype=layers.compute_dtype(mc))
 
 
 def build_deconv_generator(mc, example_shape) -> nn.Module:
@@ -174,7 +174,7 @@ def build_deconv_generator(mc, example_shape) -> nn.Module:
   g = CifarDeconvGenerator(output_shape=tuple(example_shape), hidden=tuple(mc.g_hidden),
                            hidden_activations=tuple(mc.g_hidden_activations),
                            kernel=mc.g_deconv_kernel, stride=mc.g_deconv_stride,
-                           init_scale=mc.g_init_scale, dtype=models.compute_dtype(mc))
+                           init_scale=mc.g_init_scale, dtype=layers.compute_dtype(mc))
   g.grid()
   return g
 
@@ -185,4 +185,4 @@ def build_conv_maxout_discriminator(mc) -> nn.Module:
       channels=tuple(mc.d_conv_channels), conv_pieces=mc.d_conv_pieces, kernels=tuple(mc.d_conv_kernels),
       pads=tuple(mc.d_conv_pads), pool_shapes=tuple(mc.d_pool_shapes), pool_strides=tuple(mc.d_pool_strides),
       units=tuple(mc.d_hidden), pieces=mc.d_pieces, input_keep=mc.d_input_keep,
-      hidden_keep=mc.d_hidden_keep, init_scale=mc.d_init_scale, dtype=models.compute_dtype(mc))
+      hidden_keep=mc.d_hidden_keep, init_scale=mc.d_init_scale, dtype=layers.compute_dtype(mc))

@@ -82,15 +82,15 @@ LOSSES = {
 }
 
 
-def get_loss(loss_config) -> GANLoss:
+def get_loss(loss_config, d_weight=None) -> GANLoss:
   """The loss pair named by `loss_config.name`, with D's loss scaled by `loss_config.d_weight`.
 
   The paper's reference code halves D's cross-entropy (`d_obj = 0.5 * (...)`), which is
-  `d_weight = 0.5`.
+  `d_weight = 0.5`. A `d_weight` argument (a traced scalar for vmapped runs) replaces the config's.
   """
   name = loss_config.name
   if name not in LOSSES:
     raise UserError(f"unknown loss.name {name!r}; choose one of {sorted(LOSSES)}")
   d_fn, g_fn = LOSSES[name]
-  w = float(loss_config.get("d_weight", 1.0))
+  w = float(loss_config.get("d_weight", 1.0)) if d_weight is None else d_weight
   return GANLoss(name=name, d=lambda r, f: w * d_fn(r, f), g=g_fn)

@@ -1,0 +1,162 @@
+"""A sweep's report: results.csv (one row per run), results.md (per cell: mean ± std over seeds, the
+best cell marked), results.png (bar charts) and samples.png (samples of every cell)."""
+
+import csv
+import math
+import os
+import sys
+import textwrap
+
+import numpy as np
+
+from gan_jax.evaluation.evaluator import higher_is_better
+from gan_jax.run import files, plotting
+from gan_jax.sweep.results import collect
+from gan_jax.sweep.spec import cell_name
+
+def command_line() -> str:
+  return "python -m gan_jax.sweep " + " ".join(sys.argv[1:])
+
+
+def _mean_std(values):
+  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+  if not v.size:
+    return math.nan, math.nan, 0
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def write_tables(workdir: str, runs: list, spec: dict, command: str | None = None) -> dict:
+  """Writes results.csv, results.md, results.png and samples.png from the finished runs' results.
+
+  Returns:
+    {cell name: {metric: (mean, std, n)}} of the cells with at least one finished run.
+  """
+  done = collect(workdir, runs)
+  metric_names = list(spec.get("metrics", []))
+  axes = [axis for axis, _ in runs[0].cell]
+  with open(os.path.join(workdir, "results.csv"), "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(["cell", *axes, "seed", *metric_names, "nonfinite_step", "time_s", "group_size",
+                "params_sha256"])
+    for r, res in done:
+      w.writerow([r.cell_name, *[label for _, label in r.cell], r.seed,
+                  *[_fmt_csv(res["metrics"].get(m)) for m in metric_names],
+                  res["nonfinite_step"] if res["nonfinite_step"] is not None else "",
+                  f"{res['time_s']:.2f}", res["group_size"], res["params_sha256"][:16]])
+  cells = {}
+  for r, res in done:
+    cells.setdefault(r.cell, []).append(res)
+  summary = {}
+  for cell, results in cells.items():
+    summary[cell_name(cell)] = {m: _mean_std([x["metrics"].get(m) for x in results]) for m in metric_names}
+  best = None
+  if metric_names and summary:  # ranked by the first metric; ties broken by the next ones
+    def score(name):
+      return tuple((1 if higher_is_better(m) else -1) * summary[name][m][0] if summary[name][m][2]
+                   else -math.inf for m in metric_names)
+    best = max(summary, key=score)
+    if not summary[best][metric_names[0]][2]:
+      best = None
+  all_cells = list(dict.fromkeys(r.cell for r in runs))
+  seeds = list(spec.get("seeds", [runs[0].seed]))
+  lines = [f"Command: `{command or command_line()}`", "",
+           f"{len(done)} of {len(runs)} runs finished ({len(all_cells)} cells x {len(seeds)} seeds: "
+           f"{', '.join(map(str, seeds))}); mean ± sample std over seeds. "
+           + (f"Best cell by {metric_names[0]} ({'higher' if higher_is_better(metric_names[0]) else 'lower'} "
+              "is better; ties broken by the next metrics): **bold**, ★." if best else ""), ""]
+  head = [*axes, *metric_names, "runs", "diverged", "time (s)"]
+  lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for cell in all_cells:
+    results = cells.get(cell, [])
+    name = cell_name(cell)
+    mark = name == best
+    cols = [f"**{label}** ★" if mark and i == 0 else label for i, (_, label) in enumerate(cell)]
+    for m in metric_names:
+      mean, std, n = summary.get(name, {}).get(m, (math.nan, math.nan, 0))
+      text = "—" if not n else f"{_fmt(mean)} ± {_fmt(std)}"
+      cols.append(f"**{text}**" if mark else text)
+    diverged = sum(1 for x in results if x["nonfinite_step"] is not None)
+    cols += [f"{len(results)}/{len(seeds)}", str(diverged), f"{sum(x['time_s'] for x in results):.1f}"]
+    lines.append("| " + " | ".join(cols) + " |")
+  lines += ["", "time (s): the cell's share of wall time (training, compiling and evaluating its "
+            "vmapped group, divided among the group's runs)."]
+  with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+  if done:
+    plot_results(os.path.join(workdir, "results.png"), summary, metric_names, best)
+    previews = {}
+    for r, _ in done:
+      path = os.path.join(workdir, r.dirname, "preview.npy")
+      if r.cell_name not in previews and os.path.exists(path):
+        previews[r.cell_name] = (np.load(path), r.seed)
+    plot_previews(os.path.join(workdir, "samples.png"), previews, runs[0].config)
+  return summary
+
+
+def plot_results(path: str, summary: dict, metric_names: list, best: str | None) -> None:
+  """One panel per metric: a bar per cell, mean ± std over seeds, the best cell in orange."""
+  if not metric_names:
+    return
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top  (plotting set the backend)
+  cells = list(summary)
+  fig, axes = plt.subplots(1, len(metric_names), figsize=(3.2 * len(metric_names) + 2.5, 0.35 * len(cells) + 1.2),
+                           dpi=100, squeeze=False)
+  for j, (ax, m) in enumerate(zip(axes[0], metric_names)):
+    means = [summary[c][m][0] for c in cells]
+    stds = [summary[c][m][1] for c in cells]
+    colors = ["tab:orange" if c == best else "tab:blue" for c in cells]
+    ax.barh(range(len(cells)), means, xerr=stds, color=colors, capsize=2)
+    ax.set_yticks(range(len(cells)))
+    ax.set_yticklabels(cells if j == 0 else [""] * len(cells), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title(f"{m} ({'higher' if higher_is_better(m) else 'lower'} is better)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+  fig.tight_layout()
+  files.atomic_savefig(fig, path)
+
+
+def plot_previews(path: str, previews: dict, config) -> None:
+  """One panel per cell: its first finished seed's samples (2-D scatter over the modes, or images)."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  n = len(previews)
+  ncol = min(n, 4)
+  nrow = -(-n // ncol)
+  fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.8 * nrow), dpi=100, squeeze=False)
+  toy = None
+  if config.data.source == "toy":
+    from gan_jax.data.toy import build_toy  # pylint: disable=g-import-not-at-top
+    toy = build_toy(config.data)
+  for ax, (name, (x, seed)) in zip(axes.flat, previews.items()):
+    if x.ndim == 2 and x.shape[1] == 2:
+      c = np.asarray(toy.centers)
+      ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, color="tab:green")
+      ax.scatter(c[:, 0], c[:, 1], s=40, facecolors="none", edgecolors="k", lw=0.8)
+      lim = 1.5 * np.abs(c).max()
+      ax.set_xlim(-lim, lim)
+      ax.set_ylim(-lim, lim)
+      ax.set_aspect("equal")
+      ax.set_xticks([])
+      ax.set_yticks([])
+    elif x.ndim == 4:
+      mosaic = plotting.tile(x, 6)
+      ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
+      ax.axis("off")
+    else:  # 1-D toys: a histogram
+      ax.hist(x[:, 0], bins=60, color="tab:green")
+    ax.set_title(textwrap.fill(f"{name} (seed {seed})", 36), fontsize=7)
+  for ax in list(axes.flat)[n:]:
+    ax.axis("off")
+  fig.tight_layout()
+  files.atomic_savefig(fig, path)
+
+
+def _fmt(x: float) -> str:
+  if not math.isfinite(x):
+    return "nan"
+  if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
+    return f"{x:.2e}"
+  return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def _fmt_csv(x) -> str:
+  return "" if x is None else repr(float(x))

@@ -1,0 +1,172 @@
+"""Training a sweep: runs batched into vmapped groups, each group trained, scored and stored; resumable."""
+
+import datetime
+import json
+import math
+import os
+import time
+
+import jax
+import numpy as np
+
+from gan_jax import config as config_lib, vmap as vmap_lib
+from gan_jax.core import gan as gan_lib
+from gan_jax.data import pipeline
+from gan_jax.errors import UserError
+from gan_jax.evaluation.evaluator import Evaluator, check_applicable
+from gan_jax.run import logs, signals
+from gan_jax.sweep import report, results as results_lib
+from gan_jax.sweep.spec import expand, load_sweep_file
+
+def plan_groups(runs: list, max_members: int) -> list:
+  """Runs batched into groups that share one compiled program, in the sweep's order."""
+  by_key = {}
+  for run in runs:
+    by_key.setdefault(vmap_lib.program_key(run.config), []).append(run)
+  groups = []
+  for members in by_key.values():
+    for i in range(0, len(members), max_members):
+      groups.append(members[i:i + max_members])
+  return groups
+
+
+class _Clock:
+  """Progress lines for a sweep: steps, it/s over all runs of the group, ETAs."""
+
+  def __init__(self, total_runs: int, every_s: float = 10.0):
+    self.total_runs, self.done_runs = total_runs, 0
+    self.t_start, self.every_s = time.perf_counter(), every_s
+    self.start_group("", 1)
+
+  def start_group(self, label: str, size: int):
+    self.label, self.size, self.last, self.first = label, size, 0.0, None
+
+  def __call__(self, step: int, num_steps: int):
+    now = time.perf_counter()
+    if self.first is None:  # the first dispatch includes compilation: rates count from its end
+      self.first = (now, step)
+    if now - self.last < self.every_s and step < num_steps:
+      return
+    self.last = now
+    t0, s0 = self.first
+    rate = self.size * (step - s0) / (now - t0) if step > s0 else math.nan
+    group_eta = self.size * (num_steps - step) / rate if step > s0 else math.nan
+    runs_done = self.done_runs + self.size * step / num_steps
+    sweep_eta = (now - self.t_start) * (self.total_runs - runs_done) / max(runs_done, 1e-9)
+    rate_text = f"{rate:.0f}" if math.isfinite(rate) else "?"
+    print(f"  [{self.label}] step {step}/{num_steps}  {rate_text} it/s over {self.size} runs  "
+          f"ETA group {logs.format_eta(group_eta)}, sweep ~{logs.format_eta(sweep_eta)}", flush=True)
+
+
+def train_group(workdir: str, runs: list, evaluator: Evaluator, clock: _Clock, data=None, stop=None) -> list:
+  """Trains one group of runs as one vmapped program, evaluates each, writes their results.
+
+  `stop()` true after training and evaluation (a signal arrived) raises KeyboardInterrupt before any
+  result is written, so an interrupted group is trained again on the next call."""
+  config = runs[0].config
+  group = vmap_lib.VmapGroup.build([r.config for r in runs], data)
+  t0 = time.perf_counter()
+  states, history, info = vmap_lib.train(group, config.num_steps, config.steps_per_dispatch,
+                                           config.log_every, progress=clock)
+  evaluated = []
+  for i, run in enumerate(runs):
+    state = jax.device_get(group.member(states, i))
+    evaluated.append((state, *evaluator(run.config, group.data, group.gan, state.g_params)))
+  if stop is not None and stop():
+    raise KeyboardInterrupt
+  time_s = (time.perf_counter() - t0) / group.size  # the group's wall time, shared out
+  results = []
+  for i, (run, (state, values, preview)) in enumerate(zip(runs, evaluated)):
+    rundir = os.path.join(workdir, run.dirname)
+    os.makedirs(rundir, exist_ok=True)
+    with open(os.path.join(rundir, "metrics.jsonl"), "w", encoding="utf-8") as f:
+      for j, step in enumerate(history["step"]):
+        f.write(json.dumps({"step": int(step), **{k: float(v[i, j]) for k, v in history.items()
+                                                  if k != "step"}}) + "\n")
+    np.save(os.path.join(rundir, "preview.npy"), preview)
+    result = {
+        "cell": [list(c) for c in run.cell],
+        "cell_name": run.cell_name,
+        "seed": run.seed,
+        "metrics": {k: float(v) for k, v in values.items()},
+        "final_train_metrics": {k: float(v[i, -1]) for k, v in history.items() if k != "step"},
+        "nonfinite_step": info["nonfinite_step"][i],
+        "group_size": group.size,
+        "time_s": time_s,
+        "group_iters_per_s": info["iters_per_s"],
+        "compile_time_s": info["compile_time_s"],
+        "params_sha256": gan_lib.params_sha256(state),
+        "config": results_lib.comparable(run.config),
+    }
+    results_lib.write_result(workdir, run, result)  # last: its presence means "finished"
+    results.append(result)
+  return results
+
+
+def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: int = 0,
+              command: str | None = None) -> dict:
+  """Runs (or resumes) the sweep in `sweep_arg` (`FILE.py[:ARG]`), writing everything to `workdir`.
+
+  Args:
+    sweep_arg: the sweep file and its argument.
+    workdir: output folder; rerunning on the same folder skips finished runs.
+    max_members: most runs per vmapped program (1: every run alone).
+    max_groups: stop after training this many groups (0: no limit); the same command continues.
+    command: the command line recorded in results.md (default: this process's).
+
+  Returns:
+    {'runs': total, 'trained': trained now, 'skipped': already finished, 'finished': bool,
+     'interrupted': bool, 'wall_time_s': float}.
+  """
+  if max_members < 1:
+    raise UserError(f"--max_members must be >= 1, got {max_members}")
+  base, spec = load_sweep_file(sweep_arg)
+  runs = expand(base, spec)
+  metric_names = list(spec.get("metrics", []))
+  for name in metric_names:
+    check_applicable(name, runs[0].config)
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
+  t0 = time.perf_counter()
+  todo = [r for r in runs if results_lib.load_result(workdir, r) is None]
+  skipped = len(runs) - len(todo)
+  groups = plan_groups(todo, max_members)
+  print(f"sweep {sweep_arg}: {len(runs)} runs in {len({r.cell for r in runs})} cells; "
+        f"{skipped} already finished, {len(todo)} to train in {len(groups)} vmapped group(s)", flush=True)
+  clock = _Clock(len(todo))
+  evaluator = Evaluator(workdir, metric_names)
+  trained, interrupted = 0, False
+  data_cache = {}
+  with signals.StopSignals(raise_on=1) as stop:
+    try:
+      for gi, group in enumerate(groups):
+        if stop.requested:  # a signal whose KeyboardInterrupt was dropped inside a callback
+          raise KeyboardInterrupt
+        if max_groups and gi >= max_groups:
+          break
+        names = sorted({r.cell_name for r in group})
+        label = f"group {gi + 1}/{len(groups)}: {names[0]}" + (f" (+{len(names) - 1} cells)" if len(names) > 1 else "")
+        clock.start_group(label, len(group))
+        data_key = json.dumps({k: v for k, v in config_lib.flatten(group[0].config).items()
+                               if k.startswith("data.") or k == "batch_size"}, sort_keys=True)
+        if data_key not in data_cache:
+          data_cache = {data_key: pipeline.build_data(group[0].config)}  # one data set in memory
+        train_group(workdir, group, evaluator, clock, data_cache[data_key], stop=lambda: stop.requested)
+        trained += len(group)
+        clock.done_runs = trained
+        report.write_tables(workdir, runs, spec, command)
+      if stop.requested:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+      interrupted = True
+  report.write_tables(workdir, runs, spec, command)
+  finished = skipped + trained == len(runs)
+  summary = {"runs": len(runs), "trained": trained, "skipped": skipped, "finished": finished,
+             "interrupted": interrupted, "wall_time_s": round(time.perf_counter() - t0, 1)}
+  with open(os.path.join(workdir, "sweep_log.jsonl"), "a", encoding="utf-8") as f:
+    f.write(json.dumps({**summary, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                        "device": jax.devices()[0].device_kind, "command": command or report.command_line()}) + "\n")
+  return summary
