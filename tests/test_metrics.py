@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 from gan_jax.errors import UserError
 from gan_jax.evaluation import classifier as classifier_lib
 from gan_jax.evaluation import metrics
+from gan_jax.data import toy
 from gan_jax.evaluation import modes
 
 # ----------------------------------------------------------------------------------------------
@@ -21,11 +22,11 @@ from gan_jax.evaluation import modes
 
 
 def test_ring_and_grid_centers():
-  ring = modes.ring_centers(8, 2.0)
+  ring = toy.ring_centers(8, 2.0)
   assert ring.shape == (8, 2)
   np.testing.assert_allclose(np.linalg.norm(ring, axis=1), 2.0)
   np.testing.assert_allclose(ring[0], [2.0, 0.0])
-  grid = modes.grid_centers(5, 2.0)
+  grid = toy.grid_centers(5, 2.0)
   assert grid.shape == (25, 2)
   np.testing.assert_allclose(grid.mean(axis=0), 0.0, atol=1e-12)
   assert sorted(set(grid[:, 0])) == [-4.0, -2.0, 0.0, 2.0, 4.0]
@@ -33,28 +34,28 @@ def test_ring_and_grid_centers():
 
 
 def test_mode_metrics_samples_on_every_center():
-  centers = modes.ring_centers()
+  centers = toy.ring_centers()
   samples = np.repeat(centers, 10, axis=0)
-  out = modes.mode_metrics(samples, centers, modes.RING_STD)
+  out = modes.mode_metrics(samples, centers, toy.RING_STD)
   assert out["modes_covered"] == 8
   assert out["high_quality_frac"] == 1.0
   assert out["kl_modes"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mode_metrics_all_on_one_mode():
-  centers = modes.ring_centers()
-  samples = np.repeat(centers[3:4], 100, axis=0) + 0.01 * modes.RING_STD
-  out = modes.mode_metrics(samples, centers, modes.RING_STD)
+  centers = toy.ring_centers()
+  samples = np.repeat(centers[3:4], 100, axis=0) + 0.01 * toy.RING_STD
+  out = modes.mode_metrics(samples, centers, toy.RING_STD)
   assert out["modes_covered"] == 1
   assert out["high_quality_frac"] == 1.0
   assert out["kl_modes"] == pytest.approx(np.log(8))
 
 
 def test_mode_metrics_far_away_samples_are_low_quality():
-  centers = modes.ring_centers()
+  centers = toy.ring_centers()
   samples = np.full((50, 2), 10.0)
   samples[:5] = np.nan  # A diverged generator: low quality, not an error.
-  out = modes.mode_metrics(samples, centers, modes.RING_STD)
+  out = modes.mode_metrics(samples, centers, toy.RING_STD)
   assert out["high_quality_frac"] == 0.0
   assert out["modes_covered"] == 0
   assert out["kl_modes"] == pytest.approx(np.log(8))
@@ -62,9 +63,9 @@ def test_mode_metrics_far_away_samples_are_low_quality():
 
 def test_mode_metrics_on_true_mixture_samples():
   rng = np.random.default_rng(0)
-  centers = modes.grid_centers()
-  samples = centers[rng.integers(0, 25, 2500)] + modes.GRID_STD * rng.normal(size=(2500, 2))
-  out = modes.mode_metrics(samples, centers, modes.GRID_STD)
+  centers = toy.grid_centers()
+  samples = centers[rng.integers(0, 25, 2500)] + toy.GRID_STD * rng.normal(size=(2500, 2))
+  out = modes.mode_metrics(samples, centers, toy.GRID_STD)
   assert out["modes_covered"] == 25
   # P(||z|| <= 3) for a 2-D standard normal is 1 - exp(-4.5) = 0.9889.
   assert out["high_quality_frac"] == pytest.approx(1 - np.exp(-4.5), abs=0.01)
@@ -72,7 +73,7 @@ def test_mode_metrics_on_true_mixture_samples():
 
 
 def test_mode_metrics_min_count():
-  centers = modes.ring_centers()
+  centers = toy.ring_centers()
   samples = np.concatenate([np.repeat(centers[:1], 30, 0), np.repeat(centers[1:2], 5, 0)])
   assert modes.mode_metrics(samples, centers, 0.02)["modes_covered"] == 2
   assert modes.mode_metrics(samples, centers, 0.02, min_count=20)["modes_covered"] == 1
@@ -80,9 +81,9 @@ def test_mode_metrics_min_count():
 
 def test_mode_metrics_rejects_bad_input():
   with pytest.raises(UserError, match="shape"):
-    modes.mode_metrics(np.zeros((10, 3)), modes.ring_centers(), 0.02)
+    modes.mode_metrics(np.zeros((10, 3)), toy.ring_centers(), 0.02)
   with pytest.raises(UserError, match="std"):
-    modes.mode_metrics(np.zeros((10, 2)), modes.ring_centers(), 0.0)
+    modes.mode_metrics(np.zeros((10, 2)), toy.ring_centers(), 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,9 +185,9 @@ def test_get_metric_and_registry():
 
 
 def test_evaluate_samples_toy2d():
-  centers = modes.ring_centers()
+  centers = toy.ring_centers()
   samples = np.repeat(centers[:4], 25, axis=0)
-  ref = metrics.MixtureReference(centers, modes.RING_STD)
+  ref = metrics.MixtureReference(centers, toy.RING_STD)
   out = metrics.evaluate_samples(samples, "toy2d", reference=ref)
   assert out == pytest.approx({"modes_covered": 4, "high_quality_frac": 1.0,
                                "kl_modes": np.log(2.0)})

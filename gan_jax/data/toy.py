@@ -17,9 +17,51 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from gan_jax.errors import UserError
-from gan_jax.evaluation.modes import grid_centers, ring_centers
 
 TOY_NAMES = ("gaussian_1d", "mixture_1d", "ring_2d", "grid_2d")
+RING_STD = 0.02
+"""Standard deviation of each mode in the standard 8-mode ring (Metz et al. 2017)."""
+
+GRID_STD = 0.05
+"""Standard deviation of each mode in the standard 5x5 grid (VEEGAN, PacGAN)."""
+
+
+def ring_centers(num_modes: int = 8, radius: float = 2.0) -> np.ndarray:
+  """Centers of modes evenly spaced on a circle around the origin.
+
+  The first center is at angle 0, i.e. at ``(radius, 0)``.
+
+  Args:
+    num_modes: Number of modes K (at least 1).
+    radius: Radius of the circle.
+
+  Returns:
+    A float64 array of shape ``[num_modes, 2]``.
+  """
+  if num_modes < 1:
+    raise UserError(f"ring_centers needs num_modes >= 1, got {num_modes}; pass a positive count.")
+  angles = 2.0 * np.pi * np.arange(num_modes) / num_modes
+  return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def grid_centers(side: int = 5, spacing: float = 2.0) -> np.ndarray:
+  """Centers of modes on a square ``side x side`` grid centered at the origin.
+
+  With the defaults the coordinates are {-4, -2, 0, 2, 4}. Centers are ordered row-major
+  (the first coordinate varies slowest).
+
+  Args:
+    side: Number of modes along each axis (at least 1).
+    spacing: Distance between neighbouring modes.
+
+  Returns:
+    A float64 array of shape ``[side * side, 2]``.
+  """
+  if side < 1:
+    raise UserError(f"grid_centers needs side >= 1, got {side}; pass a positive count.")
+  coords = (np.arange(side) - (side - 1) / 2.0) * spacing
+  xx, yy = np.meshgrid(coords, coords, indexing="ij")
+  return np.stack([xx.ravel(), yy.ravel()], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,8 +55,8 @@ class MixtureReference:
   """The true 2-D mixture, the reference for the mode metrics.
 
   Attributes:
-    centers: ``[K, 2]`` mode centers, e.g. ``modes.ring_centers()``.
-    std: Standard deviation of each mode, e.g. ``modes.RING_STD``.
+    centers: ``[K, 2]`` mode centers, e.g. ``gan_jax.data.toy.ring_centers()``.
+    std: Standard deviation of each mode, e.g. ``gan_jax.data.toy.RING_STD``.
     min_count: High-quality samples a mode needs to count as covered (see `modes`).
   """
 
@@ -232,7 +232,7 @@ class _Context:
     ref = self.reference
     if not isinstance(ref, MixtureReference):
       raise UserError("mode metrics need reference=MixtureReference(centers, std); build it with "
-                      "modes.ring_centers() or modes.grid_centers() and the mixture's std.")
+                      "gan_jax.data.toy.ring_centers() or grid_centers() and the mixture's std.")
     return modes.mode_metrics(self.samples, ref.centers, ref.std, min_count=ref.min_count)
 
   @functools.cached_property

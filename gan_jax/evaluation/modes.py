@@ -16,7 +16,7 @@ sample size VEEGAN and PacGAN report. Coverage counts with ``min_count=1`` grow 
 the number of samples alongside them, use N=2,500 to compare with published tables, and raise
 ``min_count`` (for example to 20 out of 2,500) for a stricter count that ignores stray samples.
 
-Standard setups (`ring_centers` and `grid_centers` reproduce their centers):
+Standard setups (`gan_jax.data.toy.ring_centers` and `grid_centers` reproduce their centers):
 
 * ring: 8 modes on a circle of radius 2, std 0.02 (Unrolled GAN, VEEGAN);
 * grid: 25 modes on a 5x5 grid over {-4, -2, 0, 2, 4}^2, std 0.05 (VEEGAN, PacGAN).
@@ -28,54 +28,10 @@ import numpy as np
 
 from gan_jax.errors import UserError
 
-RING_STD = 0.02
-"""Standard deviation of each mode in the standard 8-mode ring (Metz et al. 2017)."""
-
-GRID_STD = 0.05
-"""Standard deviation of each mode in the standard 5x5 grid (VEEGAN, PacGAN)."""
-
 HIGH_QUALITY_STDS = 3.0
 """A sample within this many standard deviations of its nearest center is high quality."""
 
 _CHUNK = 65536  # Samples per block of the distance computation: bounds memory at _CHUNK * K.
-
-
-def ring_centers(num_modes: int = 8, radius: float = 2.0) -> np.ndarray:
-  """Centers of modes evenly spaced on a circle around the origin.
-
-  The first center is at angle 0, i.e. at ``(radius, 0)``.
-
-  Args:
-    num_modes: Number of modes K (at least 1).
-    radius: Radius of the circle.
-
-  Returns:
-    A float64 array of shape ``[num_modes, 2]``.
-  """
-  if num_modes < 1:
-    raise UserError(f"ring_centers needs num_modes >= 1, got {num_modes}; pass a positive count.")
-  angles = 2.0 * np.pi * np.arange(num_modes) / num_modes
-  return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-
-
-def grid_centers(side: int = 5, spacing: float = 2.0) -> np.ndarray:
-  """Centers of modes on a square ``side x side`` grid centered at the origin.
-
-  With the defaults the coordinates are {-4, -2, 0, 2, 4}. Centers are ordered row-major
-  (the first coordinate varies slowest).
-
-  Args:
-    side: Number of modes along each axis (at least 1).
-    spacing: Distance between neighbouring modes.
-
-  Returns:
-    A float64 array of shape ``[side * side, 2]``.
-  """
-  if side < 1:
-    raise UserError(f"grid_centers needs side >= 1, got {side}; pass a positive count.")
-  coords = (np.arange(side) - (side - 1) / 2.0) * spacing
-  xx, yy = np.meshgrid(coords, coords, indexing="ij")
-  return np.stack([xx.ravel(), yy.ravel()], axis=1)
 
 
 def assign_to_modes(samples, centers) -> tuple[np.ndarray, np.ndarray]:
