@@ -34,7 +34,7 @@ from absl import logging
 
 from gan_jax import parallel
 from gan_jax.core import build, gan as gan_lib
-from gan_jax.run import checkpoint, files, logs, plotting, signals
+from gan_jax.run import checkpoint, environment, files, logs, plotting, signals
 from gan_jax.data import pipeline
 from gan_jax.errors import UserError
 
@@ -254,6 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "parallel_mode": runner.mode,
       "num_devices": runner.num_devices,
       "device": jax.devices()[0].device_kind,
+      "versions": environment.versions(),
       "resumed_from": start_step,
       "stopped_by": stop.signal,
   }

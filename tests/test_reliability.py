@@ -32,9 +32,20 @@ TINY = {
     "batch_size": 16, "num_samples": 64, "num_steps": 40, "steps_per_dispatch": 5, "log_every": 5,
     "checkpoint_every": 10, "sample_every": 20, "keep_checkpoints": 2,
 }
-# optimizer.g_lr = d_lr = 1e30: step 1 is finite (D's weights become ~1e30), step 2's D loss is inf.
-DIVERGING = {"optimizer.name": "sgd", "optimizer.g_lr": 1e30, "optimizer.d_lr": 1e30,
-             "steps_per_dispatch": 1, "log_every": 1, "checkpoint_every": 1}
+# One step per dispatch, logged and checkpointed; the config file (`_config_file(..., nan_at=2)`) makes
+# the update report a NaN D loss at step 2, deterministically (not through an overflow, whose step
+# depends on the JAX version's arithmetic).
+DIVERGING = {"steps_per_dispatch": 1, "log_every": 1, "checkpoint_every": 1}
+# Test-only code in a config file: wraps the update so that iteration `nan_at` reports d_loss = NaN.
+_INJECT_NAN = """
+import jax.numpy as _jnp
+from gan_jax.core import gan as _gan
+_update = _gan.GAN._update
+def _nan_update(self, state, arrays, axis_name=None):
+  new, metrics, grads = _update(self, state, arrays, axis_name)
+  return new, dict(metrics, d_loss=_jnp.where(new.step == {step}, _jnp.nan, metrics["d_loss"])), grads
+_gan.GAN._update = _nan_update
+"""
 
 
 def _config(overrides=None):
@@ -54,13 +65,15 @@ def xla_cache(tmp_path_factory):
   return str(tmp_path_factory.mktemp("xla_cache"))
 
 
-def _config_file(path, overrides):
-  """Writes a config file: mog_2d's smoke config with TINY and `overrides` applied."""
+def _config_file(path, overrides, nan_at=None):
+  """Writes a config file: mog_2d's smoke config with TINY and `overrides` applied (and, with
+  `nan_at`, a NaN D loss reported at that step)."""
   base = os.path.join(REPO, "experiments", "configs", "mog_2d.py")
   lines = ["import importlib.util",
            f"_spec = importlib.util.spec_from_file_location('mog_2d', {base!r})",
            "_module = importlib.util.module_from_spec(_spec)",
            "_spec.loader.exec_module(_module)",
+           *([_INJECT_NAN.format(step=nan_at)] if nan_at else []),
            "def get_config():",
            "  c = _module.get_config('smoke')"]
   lines += [f"  c.{k} = {v!r}" for k, v in {**TINY, **(overrides or {})}.items()]
@@ -84,7 +97,7 @@ def _no_leftover_runs():
       proc.wait()
 
 
-def _start(workdir, xla_cache, overrides=None):
+def _start(workdir, xla_cache, overrides=None, nan_at=None):
   """Starts `python -m gan_jax.main` on the tiny config; stdout and stderr go to files next to workdir."""
   env = subprocess_env(1)
   env.update(JAX_COMPILATION_CACHE_DIR=xla_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -93,7 +106,7 @@ def _start(workdir, xla_cache, overrides=None):
   n = len([f for f in os.listdir(os.path.dirname(workdir)) if f.endswith(".out")])
   out = open(f"{workdir}.{n}.out", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
   err = open(f"{workdir}.{n}.err", "w+", encoding="utf-8")  # pylint: disable=consider-using-with
-  config = _config_file(f"{workdir}_config.py", overrides)
+  config = _config_file(f"{workdir}_config.py", overrides, nan_at)
   cmd = [sys.executable, "-m", "gan_jax.main", f"--config={config}", f"--workdir={workdir}"]
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err)
   proc.files = (out, err)
@@ -248,7 +261,7 @@ def test_random_sigkills_resume_bit_exactly(xla_cache, tmp_path):
 
 def test_nonfinite_loss_stops_with_one_line_and_keeps_good_checkpoint(xla_cache, tmp_path):
   workdir = str(tmp_path / "run")
-  code, _, err = _finish(_start(workdir, xla_cache, DIVERGING))
+  code, _, err = _finish(_start(workdir, xla_cache, DIVERGING, nan_at=2))
   assert code != 0 and "Traceback" not in err, err
   errors = [line for line in err.splitlines() if line.startswith("error:")]
   assert len(errors) == 1, err
@@ -263,7 +276,6 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_good_checkpoint(xla_cache,
   ckpt.close()
   assert int(state.step) == 1
   assert train._first_nonfinite_state(state) is None  # pylint: disable=protected-access
-  assert max(np.abs(x).max() for x in jax.tree.leaves(state.d_params)) > 1e20, "the learning rate should bite"
 
 
 # ----------------------------------------------------------------------------- in process
