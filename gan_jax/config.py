@@ -110,6 +110,42 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_pool_shapes = (4, 4, 2)
   c.model.d_pool_strides = (2, 2, 2)
   c.model.d_conv_pieces = 2  # ... and maxout pieces in each
+
+  # Components for ablations (docs/COMPONENTS.md). Every one is off by default.
+  # Normalisation: batch norm in G and/or D ('dcgan' and 'resnet' models), statistics over the global batch.
+  c.model.g_norm = "none"  # 'none' | 'batch'
+  c.model.d_norm = "none"  # 'none' | 'batch' (D then sees whole batches: no per-example dropout)
+  c.model.bn_momentum = 0.9  # running statistics: new = momentum * old + (1 - momentum) * batch
+  c.model.sample_bn = "train"  # sampling with BN in G: 'train' (the sample batch's statistics) | 'eval' (running)
+  c.model.normal_init_std = 0.0  # > 0: 'dcgan' weights N(0, std), BN scales N(1, std) (Radford et al.: 0.02)
+  # Class-conditional GANs: labels from the data; G by an embedding or conditional BN, D by projection or ACGAN.
+  c.model.num_classes = 0  # 0 = unconditional
+  c.model.g_cond = "embed"  # 'embed' (one-hot embedding concatenated to z) | 'cbn' (conditional batch norm)
+  c.model.d_cond = "projection"  # 'projection' (Miyato & Koyama 2018) | 'acgan' (auxiliary classifier)
+  # 'resnet' generator/discriminator (gan_jax/models/resnet.py; SNGAN's CIFAR-10 pair by default).
+  c.model.g_res_channels = (256, 256, 256)  # dense to 4x4 x the first width, one up-ResBlock per width
+  c.model.g_res_base = 4  # side of G's first feature map
+  c.model.d_res_channels = (128, 128, 128, 128)  # first = the optimised block, then one ResBlock per width
+  c.model.d_res_down = (True, True, False, False)  # which D blocks halve the resolution
+  c.model.attention_res = 0  # > 0: a SAGAN self-attention block at this feature-map side in G and D
+
+  c.loss.augment = ""  # DiffAugment on every D input in training: e.g. 'translation,cutout,color'; '' = off
+  c.loss.bcr_real = 0.0  # balanced consistency regularisation weights (lambda_real, lambda_fake); 0 = off
+  c.loss.bcr_fake = 0.0
+  c.loss.penalty_every = 1  # lazy regularisation: the penalty every N D updates, scaled by N
+  c.loss.acgan_weight = 1.0  # model.d_cond='acgan': weight of the auxiliary classification losses
+
+  c.optimizer.preset = ""  # '' | 'ttur' (D lr 4e-4, G lr 1e-4, b1 0, b2 0.9; replaces those four keys)
+  c.optimizer.schedule = "constant"  # 'constant' | 'linear' (linear decay to 0 over decay_steps)
+  c.optimizer.warmup_steps = 0  # linear warm-up from 0 over this many iterations ('adam' and 'sgd')
+  c.optimizer.decay_steps = 0  # 'linear': iterations to reach 0 (0 = num_steps)
+  c.optimizer.d_clip = 0.0  # > 0: clip every D parameter to [-c, c] after each D update (WGAN: 0.01)
+
+  c.ema = ml_collections.ConfigDict()  # exponential moving average of G's parameters (gan_jax/core/ema.py)
+  c.ema.decay = 0.0  # 0 = off; e.g. 0.999 (BigGAN 0.9999)
+  c.ema.start_step = 0  # the average equals G's parameters up to this step
+  c.ema.warmup = 0  # then the decay ramps linearly from 0 to `decay` over this many steps
+  c.ema.use_for_samples = True  # sample grids and evaluation use the averaged generator
   return c
 
 

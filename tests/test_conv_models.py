@@ -143,9 +143,9 @@ def test_experiment_configs(name, shape):
   assert full.model.g_output == "tanh" and full.data.scale == "symmetric"
   assert full.optimizer.name == "adam" and full.optimizer.g_lr == 2e-4 and full.optimizer.b1 == 0.5
   if name == "dcgan_32":
-    assert (full.data.source, full.data.name, full.batch_size) == ("tfds", "cifar10", 128)
+    assert (full.data.source, full.data.name, full.batch_size) == ("cifar10", "cifar10", 128)
   else:
-    assert (full.data.source, full.data.dir) == ("idx", "../shared/data/mnist")
+    assert (full.data.source, full.data.name, full.data.dir) == ("idx", "mnist", "")
   data = configs.synthetic_data(full, 256)
   assert data.example_shape == shape
   g = build.build_gan(full, data)

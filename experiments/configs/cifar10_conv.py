@@ -1,10 +1,13 @@
 """The paper's convolutional CIFAR-10 model (Goodfellow et al. 2014, `cifar10_convolutional.yaml`).
 
-  python -m gan_jax.main --config=experiments/configs/cifar10_conv.py --workdir=runs/cifar10_conv \
-      --config.data.dir=TFDS_DATA_DIR
+  python -m gan_jax.data.fetch cifar10
+  python -m gan_jax.main --config=experiments/configs/cifar10_conv.py --workdir=runs/cifar10_conv
 
-Data: TFDS `cifar10` prepared in array_record format, train[0:40000], global contrast normalisation
-with scale 55, NHWC 32x32x3. Model (gan_jax/models_cifar.py): z ~ N(0, 1)^100; G 100 -> 8000 ReLU ->
+Data: CIFAR-10's python archive (or its extracted folder), by default in $GAN_JAX_DATA/cifar10 or
+~/gan_jax_data/cifar10 (another folder: `--config.data.dir=FOLDER`), read by gan_jax/data/cifar10.py
+with the reference code's split: train = data_batch_1..4 (40,000 images), validation = data_batch_5;
+global contrast normalisation with scale 55, NHWC 32x32x3.
+Model (gan_jax/models/cifar.py): z ~ N(0, 1)^100; G 100 -> 8000 ReLU ->
 8000 sigmoid -> reshape 80x10x10 -> 5x5 stride-3 transposed convolution to 32x32x3, linear, one bias
 per output pixel, weights U(-0.05, 0.05); D three conv-maxout layers (32 ch x 2 pieces 8x8 pad 4,
 pool 4/2; 32 x 2, 8x8 pad 3, pool 4/2; 192 x 2, 5x5 pad 3, pool 2/2) -> maxout 500x5 -> sigmoid,
@@ -29,10 +32,10 @@ def get_config(smoke: str = ""):
   c.sample_every = 15_600
   c.checkpoint_every = 15_600
 
-  c.data.source = "tfds"
+  c.data.source = "cifar10"
   c.data.name = "cifar10"
-  c.data.dir = ""  # the TFDS data_dir holding cifar10 in array_record format ('' = TFDS default)
-  c.data.num_train = 40_000
+  c.data.dir = ""  # the default folder: $GAN_JAX_DATA/cifar10 or ~/gan_jax_data/cifar10
+  c.data.num_train = 40_000  # data_batch_1..4; data_batch_5 is validation
   c.data.scale = "unit"
   c.data.layout = "nhwc"
   c.data.gcn = True

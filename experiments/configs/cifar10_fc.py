@@ -1,10 +1,13 @@
 """The paper's fully connected CIFAR-10 model (Goodfellow et al. 2014, `cifar10_fully_connected.yaml`).
 
-  python -m gan_jax.main --config=experiments/configs/cifar10_fc.py --workdir=runs/cifar10_fc \
-      --config.data.dir=TFDS_DATA_DIR
+  python -m gan_jax.data.fetch cifar10
+  python -m gan_jax.main --config=experiments/configs/cifar10_fc.py --workdir=runs/cifar10_fc
 
-Data: TFDS `cifar10` prepared in array_record format (gan_jax.data.tfds_source never downloads),
-train[0:40000], global contrast normalisation with scale 55, flattened to 3072 values. Model:
+Data: CIFAR-10's python archive `cifar-10-python.tar.gz` (or its extracted folder), by default in
+$GAN_JAX_DATA/cifar10 or ~/gan_jax_data/cifar10 (where the fetch command puts it; another folder:
+`--config.data.dir=FOLDER`), read by gan_jax/data/cifar10.py with the reference code's split:
+train = data_batch_1..4 (40,000 images, 400 batches of 100 per epoch as in pylearn2), validation =
+data_batch_5, global contrast normalisation with scale 55, flattened to 3072 values. Model:
 z ~ N(0, 1)^100; G 100 -> 8000 ReLU -> 8000 sigmoid -> 3072 linear, weights U(-0.05, 0.05) and
 U(-0.5, 0.5) for the output layer, biases 0; D maxout 1600x5 -> 1600x5 -> sigmoid, weights
 U(-0.005, 0.005), dropout keep 0.8 on the input and 0.5 after (inverted scaling, as the reference
@@ -30,10 +33,10 @@ def get_config(smoke: str = ""):
   c.sample_every = 20_000
   c.checkpoint_every = 20_000
 
-  c.data.source = "tfds"
+  c.data.source = "cifar10"
   c.data.name = "cifar10"
-  c.data.dir = ""  # the TFDS data_dir holding cifar10 in array_record format ('' = TFDS default)
-  c.data.num_train = 40_000
+  c.data.dir = ""  # the default folder: $GAN_JAX_DATA/cifar10 or ~/gan_jax_data/cifar10
+  c.data.num_train = 40_000  # data_batch_1..4; data_batch_5 is validation
   c.data.scale = "unit"
   c.data.layout = "flat"
   c.data.gcn = True

@@ -1,9 +1,10 @@
-"""DCGAN-style convolutional GAN on MNIST 28x28 (no batch norm; see gan_jax/conv_models.py).
+"""DCGAN-style convolutional GAN on MNIST 28x28 (no batch norm; see gan_jax/models/dcgan.py).
 
-  python -m gan_jax.main --config=experiments/configs/dcgan_28.py --workdir=runs/dcgan_28 \
-      --config.data.dir=../shared/data/mnist
+  python -m gan_jax.data.fetch mnist
+  python -m gan_jax.main --config=experiments/configs/dcgan_28.py --workdir=runs/dcgan_28
 
-Data: a folder of MNIST IDX files (default ../shared/data/mnist), train[0:50000], pixels in [-1, 1],
+Data: a folder of MNIST IDX files (default $GAN_JAX_DATA/mnist or ~/gan_jax_data/mnist, where the
+fetch command puts them; another folder: `--config.data.dir=FOLDER`), train[0:50000], pixels in [-1, 1],
 NHWC. Model: z ~ N(0, 1)^100; G dense to 7x7x128 -> 14x14x64 -> 28x28x1 tanh (4x4 stride-2
 transposed convolutions; `--config.model.g_upsample=resize_conv` for 2x resize + 3x3 conv); D 4x4
 stride-2 convolutions 64 -> 128 with leaky ReLU, then a dense logit. Algorithm 1 (k = 1),
@@ -31,7 +32,7 @@ def get_config(smoke: str = ""):
 
   c.data.source = "idx"
   c.data.name = "mnist"
-  c.data.dir = "../shared/data/mnist"
+  c.data.dir = ""  # the default folder of data.name: $GAN_JAX_DATA/mnist or ~/gan_jax_data/mnist
   c.data.num_train = 50_000
   c.data.scale = "symmetric"
   c.data.layout = "nhwc"
@@ -42,7 +43,7 @@ def get_config(smoke: str = ""):
   c.model.g_channels = (128, 64)
   c.model.g_upsample = "transposed"
   c.model.g_output = "tanh"
-  c.model.g_init_scale = 0.0  # He/LeCun normal (gan_jax.conv_models.kernel_init)
+  c.model.g_init_scale = 0.0  # He/LeCun normal (gan_jax.models.layers.kernel_init)
   c.model.g_bias_from_data = False
   c.model.discriminator = "dcgan"
   c.model.d_channels = (64, 128)

@@ -1,11 +1,12 @@
-"""DCGAN-style convolutional GAN on CIFAR-10 32x32 (no batch norm; see gan_jax/conv_models.py).
+"""DCGAN-style convolutional GAN on CIFAR-10 32x32 (no batch norm; see gan_jax/models/dcgan.py).
 
-  python -m gan_jax.main --config=experiments/configs/dcgan_32.py --workdir=runs/dcgan_32 \
-      --config.data.dir=DIR_WITH_PREPARED_TFDS
+  python -m gan_jax.data.fetch cifar10
+  python -m gan_jax.main --config=experiments/configs/dcgan_32.py --workdir=runs/dcgan_32
 
-Data: TFDS `cifar10` prepared in `data.dir` (never downloaded here: `tfds build cifar10
---data_dir=DIR --file_format=array_record` on a machine with internet), train[0:45000], pixels in
-[-1, 1], NHWC. Model: z ~ N(0, 1)^100; G dense to 4x4x256 -> 8x8x128 -> 16x16x64 -> 32x32x3 tanh
+Data: CIFAR-10's python archive (or its extracted folder), by default in $GAN_JAX_DATA/cifar10 or
+~/gan_jax_data/cifar10 (another folder: `--config.data.dir=FOLDER`), train = the first 45,000 of
+data_batch_1..5, pixels in [-1, 1], NHWC.
+Model: z ~ N(0, 1)^100; G dense to 4x4x256 -> 8x8x128 -> 16x16x64 -> 32x32x3 tanh
 (4x4 stride-2 transposed convolutions; `--config.model.g_upsample=resize_conv` for 2x resize + 3x3
 conv); D 4x4 stride-2 convolutions 64 -> 128 -> 256 with leaky ReLU, then a dense logit. Algorithm 1
 (k = 1), non-saturating loss, Adam(2e-4, b1 = 0.5) for both, batch 128.
@@ -32,9 +33,9 @@ def get_config(smoke: str = ""):
   c.sample_every = 2500
   c.checkpoint_every = 5000
 
-  c.data.source = "tfds"
+  c.data.source = "cifar10"
   c.data.name = "cifar10"
-  c.data.dir = ""  # TFDS default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
+  c.data.dir = ""  # the default folder: $GAN_JAX_DATA/cifar10 or ~/gan_jax_data/cifar10
   c.data.num_train = 45_000  # the rest of the train set is validation
   c.data.scale = "symmetric"
   c.data.layout = "nhwc"
@@ -45,7 +46,7 @@ def get_config(smoke: str = ""):
   c.model.g_channels = (256, 128, 64)
   c.model.g_upsample = "transposed"
   c.model.g_output = "tanh"
-  c.model.g_init_scale = 0.0  # He/LeCun normal (gan_jax.conv_models.kernel_init)
+  c.model.g_init_scale = 0.0  # He/LeCun normal (gan_jax.models.layers.kernel_init)
   c.model.g_bias_from_data = False
   c.model.discriminator = "dcgan"
   c.model.d_channels = (64, 128, 256)

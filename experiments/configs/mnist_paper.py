@@ -1,10 +1,12 @@
 """The paper's MNIST model with its exact hyperparameters (Goodfellow et al. 2014, `mnist.yaml`).
 
-  python -m gan_jax.main --config=experiments/configs/mnist_paper.py --workdir=runs/mnist_paper \
-      --config.data.dir=../shared/data/mnist
+  python -m gan_jax.data.fetch mnist
+  python -m gan_jax.main --config=experiments/configs/mnist_paper.py --workdir=runs/mnist_paper
 
-Data: a folder of MNIST IDX files (`train-images-idx3-ubyte[.gz]`, ...), train[0:50000], pixels in
-[0, 1]. Model: z ~ U[-sqrt 3, sqrt 3]^100; G 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid with weights
+Data: a folder of MNIST IDX files (`train-images-idx3-ubyte[.gz]`, ...), by default
+$GAN_JAX_DATA/mnist or ~/gan_jax_data/mnist (where the fetch command puts them; another folder:
+`--config.data.dir=FOLDER`), train[0:50000], pixels in [0, 1].
+Model: z ~ U[-sqrt 3, sqrt 3]^100; G 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid with weights
 U(-0.05, 0.05) and its output bias at the logit of the mean pixel; D maxout 240x5 -> 240x5 -> sigmoid,
 weights U(-0.005, 0.005), dropout keep 0.8 on pixels and 0.5 after. SGD: lr 0.1 / 1.000004^t (floor
 1e-6), momentum 0.5 -> 0.7 over 250 epochs, batch 100. The reference code's update: D and G gradients
@@ -32,7 +34,7 @@ def get_config(smoke: str = ""):
 
   c.data.source = "idx"
   c.data.name = "mnist"
-  c.data.dir = "../shared/data/mnist"
+  c.data.dir = ""  # the default folder of data.name: $GAN_JAX_DATA/mnist or ~/gan_jax_data/mnist
   c.data.num_train = 50_000
   c.data.scale = "unit"
   c.data.layout = "flat"

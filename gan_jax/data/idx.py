@@ -149,7 +149,8 @@ def _find_file(directory: str, split: str, kind: str, ndim: int) -> str:
     )
   raise UserError(
       f'IDX folder {directory} has no {split} {kind} file; expected {expected} (optionally .gz), '
-      f'or a single *{prefixes[0]}-{kind}*idx{ndim}-ubyte file'
+      f'or a single *{prefixes[0]}-{kind}*idx{ndim}-ubyte file; '
+      f'`python -m gan_jax.data.fetch mnist --dir={directory}` downloads MNIST there'
   )
 
 

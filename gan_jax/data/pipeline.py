@@ -4,6 +4,8 @@ Sources:
   toy     densities sampled on device (`gan_jax.data.toy`);
   digits  scikit-learn's built-in 8x8 handwritten digits (real data, offline);
   idx     a folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST);
+  cifar10 CIFAR-10's python archive or extracted folder, with the reference code's splits;
+  folder  a folder of PNG/JPEG images, labelled by class sub-folders if it has them;
   tfds    any TFDS image dataset, read without TensorFlow (`tfds.data_source`).
 
 Image data is small (MNIST: 39 MB as uint8), so the training split lives on the device and batches are
@@ -29,7 +31,7 @@ from gan_jax.data import sources
 from gan_jax.data.toy import ToyDistribution, build_toy
 from gan_jax.errors import UserError
 
-SOURCES = ("toy", "digits", "idx", "tfds")
+SOURCES = ("toy", "digits", "idx", "tfds", "cifar10", "folder")
 
 
 @flax.struct.dataclass
@@ -75,7 +77,23 @@ class Sampler:
     """
     if self.toy is not None:
       return jax.vmap(self.toy.sample)(example_keys), state
-    n, b = self.num_examples, example_keys.shape[0]
+    idx, state = self._indices(state, data_key, offset, global_batch, example_keys.shape[0])
+    x = jnp.take(arrays["train"], idx, axis=0)
+    return self.to_float(x), state
+
+  def next_labeled(self, arrays, state: DataState, data_key, example_keys, offset, global_batch):
+    """`next` for class-conditional runs: (x, labels int32 [b], state), the labels gathered with the
+    same indices as the examples from `arrays["labels"]` (`with_labels`)."""
+    if self.toy is not None or "labels" not in arrays:
+      raise UserError("model.num_classes > 0 needs labelled image data (idx, cifar10, folder with "
+                      "class sub-folders, tfds); this data has no labels")
+    idx, state = self._indices(state, data_key, offset, global_batch, example_keys.shape[0])
+    x = jnp.take(arrays["train"], idx, axis=0)
+    return self.to_float(x), jnp.take(arrays["labels"], idx, axis=0), state
+
+  def _indices(self, state: DataState, data_key, offset, global_batch, b):
+    """(indices [b] of this device's examples of the next global batch, the advanced state)."""
+    n = self.num_examples
 
     def new_epoch(s):
       epoch = s.epoch + 1
@@ -84,8 +102,7 @@ class Sampler:
 
     state = lax.cond((state.position + 1) * global_batch > n, new_epoch, lambda s: s, state)
     idx = lax.dynamic_slice_in_dim(state.perm, state.position * global_batch + offset, b)
-    x = jnp.take(arrays["train"], idx, axis=0)
-    return self.to_float(x), state.replace(position=state.position + 1)
+    return idx, state.replace(position=state.position + 1)
 
   def to_float(self, x):
     if self.scale is None:
@@ -104,10 +121,38 @@ class Data:
   name: str
   image_shape: tuple | None = None  # (H, W, C) of image data, whatever the layout; None for toy data
   display_scale: str | None = None  # how to map examples to [0, 1] for pictures
+  # int32 [N] labels of `arrays["train"]`, row for row, on the host; None where the source has no
+  # labels. Class-conditional runs (`model.num_classes > 0`) also get them on device as
+  # `arrays["labels"]` (`with_labels`); unconditional runs do not, and compile as without labels.
+  labels: np.ndarray | None = None
+  class_names: tuple | None = None  # the name of each label value, where the source has them
 
   @property
   def example_shape(self):
     return self.sampler.example_shape
+
+
+def with_labels(data: Data, config) -> Data:
+  """`data` whose device arrays hold the labels exactly when `config.model.num_classes > 0`.
+
+  Checks that the labels exist and lie in [0, num_classes). A data set loaded once and shared by
+  conditional and unconditional runs (a sweep) goes through this for each of them.
+  """
+  num_classes = int(config.model.get("num_classes", 0))
+  arrays = {k: v for k, v in data.arrays.items() if k != "labels"}
+  if num_classes > 0:
+    if data.labels is None:
+      raise UserError(f"model.num_classes={num_classes} needs labelled data, but {data.name} has no "
+                      "labels; set model.num_classes=0 or use a labelled source (idx, cifar10, tfds, "
+                      "folder with class sub-folders)")
+    top = int(np.max(data.labels)) if len(data.labels) else -1
+    if top >= num_classes or (len(data.labels) and int(np.min(data.labels)) < 0):
+      raise UserError(f"model.num_classes={num_classes}, but {data.name}'s labels go up to {top}; "
+                      f"set model.num_classes={top + 1}")
+    arrays["labels"] = np.asarray(data.labels, np.int32)
+  if arrays.keys() == data.arrays.keys():
+    return data
+  return dataclasses.replace(data, arrays=arrays)
 
 
 def prepare_images(images_uint8: np.ndarray, data_config):
@@ -146,7 +191,7 @@ def build_data(config) -> Data:
     raise UserError(f"unknown data.source {dc.source!r}; choose one of {list(SOURCES)}")
   if dc.source == "toy":
     toy = build_toy(dc)
-    return Data(Sampler(example_shape=(toy.dim,), toy=toy), {}, None, toy.name)
+    return with_labels(Data(Sampler(example_shape=(toy.dim,), toy=toy), {}, None, toy.name), config)
   loaded = sources.load_images(dc, "train")
   sources.check_batch_size(len(loaded.images), config.batch_size, "train")
   x, scale, shape = prepare_images(loaded.images, dc)
@@ -156,5 +201,6 @@ def build_data(config) -> Data:
   elif scale == "symmetric":
     mean = mean / 127.5 - 1.0
   sampler = Sampler(example_shape=shape, num_examples=len(x), scale=scale)
-  return Data(sampler, {"train": x}, mean.reshape(shape), loaded.name,
-              image_shape=tuple(loaded.images.shape[1:]), display_scale=scale)
+  return with_labels(Data(sampler, {"train": x}, mean.reshape(shape), loaded.name,
+                          image_shape=tuple(loaded.images.shape[1:]), display_scale=scale,
+                          labels=loaded.labels, class_names=loaded.class_names), config)

@@ -1,17 +1,25 @@
 """One entry point for the image data sources, the paper's splits, and numpy preprocessing.
 
 `load_images` loads one split ('train', 'validation' or 'test') of an image data set from one of
-the sources below, as uint8 [N, H, W, C] images and int32 labels:
+the sources below, as uint8 [N, H, W, C] images and int32 labels (None where there are none):
 
 * 'idx': MNIST-format IDX files in the folder `config.data.dir` (`gan_jax.data.idx`).
+* 'cifar10': CIFAR-10's python archive or its extracted folder in `config.data.dir`
+  (`gan_jax.data.cifar10`).
+* 'folder': PNG/JPEG images in `config.data.dir`, labelled by class sub-folders if any
+  (`gan_jax.data.folder`), cropped and resized to `config.data.resolution`.
 * 'tfds': a TFDS data set `config.data.name` prepared in `config.data.dir` (`gan_jax.data.tfds_source`).
 * 'digits': scikit-learn's 8x8 digits (bundled with scikit-learn, no download).
 
-The 'toy' source (low-dimensional vectors) is handled elsewhere, not here.
+The 'toy' source (low-dimensional vectors) is handled elsewhere, not here. For 'idx' and 'cifar10'
+an empty `config.data.dir` means the default folder `gan_jax.data.paths.default_dir(name)`, where
+`python -m gan_jax.data.fetch NAME` puts the files.
 
 Splits follow the GAN paper: 'train' is the first `num_train` examples of the source's train set
-(default 50000, as for MNIST; the paper used 40000 for CIFAR-10), 'validation' is the rest of the
-train set, and 'test' is the source's test set.
+(default 50000, as for MNIST; the paper used 40000 for CIFAR-10, which is exactly data_batch_1..4),
+'validation' is the rest of the train set, and 'test' is the source's test set. An image folder
+has no fixed order or test set: its images are shuffled once with a fixed seed, 'train' is the
+first `num_train`, and 'validation' and 'test' are both the rest (as for 'digits').
 
 The preprocessing helpers (`to_float`, `global_contrast_normalize`, `apply_layout`) and the
 sharding helpers (`shard_indices`, `check_batch_size`) are pure numpy, used by the device pipeline.
@@ -23,11 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from gan_jax.data import cifar10
+from gan_jax.data import folder
 from gan_jax.data import idx
+from gan_jax.data import paths
 from gan_jax.data import tfds_source
 from gan_jax.errors import UserError
 
-SOURCES = ('idx', 'tfds', 'digits', 'toy')
+SOURCES = ('idx', 'tfds', 'digits', 'toy', 'cifar10', 'folder')
 SPLITS = ('train', 'validation', 'test')
 SCALES = ('unit', 'symmetric')
 LAYOUTS = ('flat', 'nhwc')
@@ -38,6 +49,12 @@ DEFAULT_NUM_TRAIN = 50000
 DIGITS_NUM_TRAIN = 1500
 DIGITS_SEED = 0
 
+# MNIST-format data sets that `python -m gan_jax.data.fetch` downloads.
+FETCHABLE_IDX = ('mnist', 'fashion_mnist', 'kmnist')
+
+# 'folder': the seed of the one fixed shuffle before the train/validation split.
+FOLDER_SEED = 0
+
 
 @dataclasses.dataclass(frozen=True)
 class LoadedData:
@@ -47,11 +64,14 @@ class LoadedData:
     images: uint8 [N, H, W, C].
     labels: int32 [N], or None if the data set has no labels.
     name: the data set's name, for logs and file names (e.g. 'mnist', 'digits').
+    class_names: the name of each label value, where the source has them (CIFAR-10, image folders
+      with class sub-folders), else None.
   """
 
   images: np.ndarray
   labels: np.ndarray | None
   name: str
+  class_names: tuple | None = None
 
 
 def _get(config_data: Any, key: str, default: Any) -> Any:
@@ -78,22 +98,71 @@ def _empty_validation(name: str, num_train: int, num_source_train: int) -> UserE
 
 def _load_idx(config_data: Any, split: str) -> LoadedData:
   directory = _get(config_data, 'dir', '')
+  name = _get(config_data, 'name', '')
+  if not directory and name in FETCHABLE_IDX:
+    directory = paths.default_dir(name)
   if not directory:
     raise UserError(
         'the idx source needs a folder of MNIST-format IDX files; set --config.data.dir=FOLDER '
-        '(e.g. the folder holding train-images-idx3-ubyte.gz)'
+        '(e.g. the folder holding train-images-idx3-ubyte.gz), or --config.data.name=mnist for the '
+        'folder `python -m gan_jax.data.fetch mnist` fills'
     )
-  name = _get(config_data, 'name', '') or os.path.basename(os.path.normpath(directory))
+  num_train = _num_train(config_data) if split != 'test' else None
+  if not os.path.isdir(directory):
+    fetchable = name if name in FETCHABLE_IDX else 'mnist'
+    raise UserError(
+        f'IDX data folder {directory} does not exist; download {fetchable} into it with '
+        f'`{paths.fetch_command(fetchable, directory)}`, or pass --config.data.dir=FOLDER holding '
+        'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
+        't10k-labels-idx1-ubyte.gz'
+    )
+  name = name or os.path.basename(os.path.normpath(directory))
   if split == 'test':
     images, labels = idx.load_idx_split(directory, 'test')
     return LoadedData(images, labels, name)
-  num_train = _num_train(config_data)
   images, labels = idx.load_idx_split(directory, 'train')
   if split == 'train':
     return LoadedData(images[:num_train], labels[:num_train], name)
   if num_train >= images.shape[0]:
     raise _empty_validation(name, num_train, images.shape[0])
   return LoadedData(images[num_train:], labels[num_train:], name)
+
+
+def _load_cifar10(config_data: Any, split: str) -> LoadedData:
+  directory = _get(config_data, 'dir', '') or paths.default_dir('cifar10')
+  name = _get(config_data, 'name', '') or 'cifar10'
+  if split == 'test':
+    images, labels = cifar10.read_test(directory)
+    return LoadedData(images, labels, name, cifar10.CLASS_NAMES)
+  num_train = _num_train(config_data)
+  images, labels = cifar10.read_train(directory)
+  if split == 'train':
+    return LoadedData(images[:num_train], labels[:num_train], name, cifar10.CLASS_NAMES)
+  if num_train >= images.shape[0]:
+    raise _empty_validation(name, num_train, images.shape[0])
+  return LoadedData(images[num_train:], labels[num_train:], name, cifar10.CLASS_NAMES)
+
+
+def _load_folder(config_data: Any, split: str) -> LoadedData:
+  directory = _get(config_data, 'dir', '')
+  if not directory:
+    raise UserError('the folder source needs a folder of PNG or JPEG images; set --config.data.dir=FOLDER')
+  loaded = folder.load_folder(directory, resolution=_get(config_data, 'resolution', 0),
+                              channels=_get(config_data, 'channels', 3),
+                              bad_files=_get(config_data, 'bad_files', 'error'))
+  name = _get(config_data, 'name', '') or os.path.basename(os.path.normpath(directory))
+  num_train = _num_train(config_data)
+  n = loaded.images.shape[0]
+  # Sorted file order groups images by class: one fixed shuffle makes validation a fair sample.
+  order = np.random.RandomState(FOLDER_SEED).permutation(n)
+  if split == 'train':
+    chosen = order[:num_train]
+  else:
+    if num_train >= n:
+      raise _empty_validation(name, num_train, n)
+    chosen = order[num_train:]
+  labels = None if loaded.labels is None else loaded.labels[chosen]
+  return LoadedData(loaded.images[chosen], labels, name, loaded.class_names)
 
 
 def _load_tfds(config_data: Any, split: str) -> LoadedData:
@@ -144,10 +213,12 @@ def load_images(config_data: Any, split: str) -> LoadedData:
   """Loads one split of the image data set that `config_data` describes.
 
   Args:
-    config_data: the `config.data` ConfigDict (a dict works too) with keys `source` ('idx', 'tfds'
-      or 'digits'), `name` (the TFDS data set name; for idx an optional display name), `dir` (the
-      IDX folder, or the TFDS data_dir; '' for TFDS's default) and optionally `num_train`
-      (default 50000; ignored by 'digits').
+    config_data: the `config.data` ConfigDict (a dict works too) with keys `source` ('idx',
+      'cifar10', 'folder', 'tfds' or 'digits'), `name` (the TFDS data set name; otherwise an
+      optional display name, and for idx with an empty `dir` the data set whose default folder is
+      read), `dir` (the IDX, CIFAR-10 or image folder, or the TFDS data_dir; '' for the default
+      folder), optionally `num_train` (default 50000; ignored by 'digits'), and for 'folder'
+      `resolution`, `channels` and `bad_files` (see `gan_jax.data.folder.load_folder`).
     split: 'train' (the first `num_train` examples of the source's train set), 'validation' (the
       rest of the train set) or 'test' (the source's test set).
 
@@ -169,6 +240,10 @@ def load_images(config_data: Any, split: str) -> LoadedData:
     return _load_tfds(config_data, split)
   if source == 'digits':
     return load_digits_split(split)
+  if source == 'cifar10':
+    return _load_cifar10(config_data, split)
+  if source == 'folder':
+    return _load_folder(config_data, split)
   if source == 'toy':
     raise ValueError(
         "source 'toy' holds vectors, not images; load it with the toy data module, not load_images"

@@ -27,6 +27,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
+from gan_jax import config as config_lib
 from gan_jax.errors import UserError
 
 # Keys that may differ between the run that saved a checkpoint and the run that resumes it.
@@ -70,10 +71,13 @@ def config_to_json(config: ml_collections.ConfigDict) -> dict:
 def config_differences(saved: dict, current: dict) -> list[str]:
   """Keys whose values differ and that a resumed run may not change, sorted."""
   a, b = _flatten(saved), _flatten(current)
+  defaults = _flatten(config_to_json(config_lib.base_config()))
   diff = []
   for key in sorted(set(a) | set(b)):
     if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_KEYS):
       continue
+    if key not in a and key in defaults and b.get(key) == defaults[key]:
+      continue  # a key added after the checkpoint was written, at its default: the same run
     if a.get(key, "<missing>") != b.get(key, "<missing>"):
       diff.append(f"{key}: {a.get(key, '<missing>')!r} -> {b.get(key, '<missing>')!r}")
   return diff
