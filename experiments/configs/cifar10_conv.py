@@ -19,9 +19,11 @@ yet measured. `get_config("smoke")` keeps the layer structure with narrow layers
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 156_000  # 500 epochs of 312 batches
   c.batch_size = 128

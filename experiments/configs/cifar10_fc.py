@@ -20,9 +20,11 @@ yet measured; on 2 CPU cores this model (89M generator parameters) is impractica
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 200_000  # 500 epochs of 400 batches
   c.batch_size = 100

@@ -17,9 +17,11 @@ multi-step loop 10x and more slower (docs/PERFORMANCE.md).
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 10_000  # 20 epochs of 500 batches
   c.batch_size = 100

@@ -20,9 +20,11 @@ the multi-step loop 10x and more slower).
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 50_000  # ~140 epochs of 351 batches
   c.batch_size = 128

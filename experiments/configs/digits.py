@@ -8,9 +8,11 @@ digits that ship with scikit-learn (1,500 for training), so nothing is downloade
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 6000
   c.batch_size = 100

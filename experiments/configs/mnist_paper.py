@@ -19,9 +19,11 @@ about 4,000 it/s on one H100); a 2-core CPU manages only a few iterations per se
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 1_000_000  # 2,000 epochs of 500 batches; the paper does not record its stopping epoch
   c.batch_size = 100

@@ -8,9 +8,11 @@ that is what the benchmark exposes. docs/ABLATIONS.md measures mode coverage acr
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 6000
   c.batch_size = 256

@@ -7,9 +7,11 @@ About a minute on 2 CPU cores. `samples.png` shows the histogram of G(z) (green)
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 5000
   c.batch_size = 256

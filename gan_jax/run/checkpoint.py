@@ -18,9 +18,13 @@ Multi-host: every process calls `save` and `restore` with the same arguments (Or
 them and lets process 0 write the metadata); `directory` must be on a filesystem all hosts share.
 """
 
+import contextlib
+import errno
 import json
 import logging as py_logging
 import os
+import shutil
+import sys
 
 import jax
 import ml_collections
@@ -30,9 +34,16 @@ from absl import logging
 from gan_jax import config as config_lib
 from gan_jax.errors import UserError
 
-# Keys that may differ between the run that saved a checkpoint and the run that resumes it.
-RESUMABLE_KEYS = ("num_steps", "steps_per_dispatch", "log_every", "sample_every", "checkpoint_every",
-                  "keep_checkpoints", "num_samples", "parallel.", "data.dir")
+# Keys that may differ between the run that saved a checkpoint and the run that resumes it: the
+# loop's drivers, the run's length and where its data lies.
+RESUMABLE_KEYS = config_lib.DRIVER_KEYS + ("num_steps", "data.dir")
+# Optimizer hyperparameters a resumed run may change (say, a lower learning rate after a non-finite
+# loss): they change no shape. The run logs and records each change (`ADJUSTMENTS_FILE`).
+ADJUSTABLE_KEYS = ("optimizer.g_lr", "optimizer.d_lr", "optimizer.b1", "optimizer.b2", "optimizer.momentum",
+                   "optimizer.min_lr", "optimizer.decay_factor", "loss.d_weight", "loss.penalty_weight")
+# Orbax messages that mean the disk, not the checkpoint, is the problem.
+_DISK_ERRORS = ("No space left on device", "RESOURCE_EXHAUSTED", "Disk quota exceeded", "Read-only file system",
+                "Permission denied", "os_error_code='28'")
 
 py_logging.getLogger("absl").setLevel(py_logging.INFO)
 for _name in ("orbax", "orbax.checkpoint"):
@@ -53,34 +64,79 @@ if not any(isinstance(f, _QuietOrbax) for f in py_logging.getLogger("absl").filt
   py_logging.getLogger("absl").addFilter(_QuietOrbax())
 
 
-def _flatten(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
   """The config as plain JSON data (tuples become lists)."""
   return json.loads(config.to_json())
 
 
-def config_differences(saved: dict, current: dict) -> list[str]:
-  """Keys whose values differ and that a resumed run may not change, sorted."""
-  a, b = _flatten(saved), _flatten(current)
-  defaults = _flatten(config_to_json(config_lib.base_config()))
+def config_differences(saved: dict, current: dict, allowed=RESUMABLE_KEYS + ADJUSTABLE_KEYS) -> list[str]:
+  """Keys whose values differ, but for those in `allowed`, sorted; as 'key: old -> new'."""
+  a, b = config_lib.flatten(saved), config_lib.flatten(current)
+  defaults = config_lib.flatten(config_lib.base_config())
   diff = []
   for key in sorted(set(a) | set(b)):
-    if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_KEYS):
+    if config_lib.matches(key, allowed):
       continue
     if key not in a and key in defaults and b.get(key) == defaults[key]:
       continue  # a key added after the checkpoint was written, at its default: the same run
     if a.get(key, "<missing>") != b.get(key, "<missing>"):
       diff.append(f"{key}: {a.get(key, '<missing>')!r} -> {b.get(key, '<missing>')!r}")
   return diff
+
+
+class _OrbaxErrorsFilter(py_logging.Filter):
+  """Drops Orbax's own error records (tracebacks from its worker threads) while gan_jax reports the
+  failure itself, as one line."""
+
+  def filter(self, record):
+    return not record.pathname.startswith(_QuietOrbax._ORBAX_DIR)  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def _orbax_errors_silenced():
+  f = _OrbaxErrorsFilter()
+  logger = py_logging.getLogger("absl")
+  logger.addFilter(f)
+  try:
+    yield
+  finally:
+    logger.removeFilter(f)
+
+
+def _quiet_after_failed_save():
+  """After a failed save, TensorStore's native threads still call into the asyncio loop Orbax has
+  closed, and Python prints each 'Event loop is closed' RuntimeError as a traceback; the failure is
+  already reported as one line, so these are dropped (every other exception is printed as before)."""
+  def is_loop_closed(exc):
+    return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
+
+  previous_hook, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+  def excepthook(kind, value, tb):
+    if not is_loop_closed(value):
+      previous_hook(kind, value, tb)
+
+  def unraisablehook(info):
+    if not is_loop_closed(info.exc_value):
+      previous_unraisable(info)
+
+  sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+
+
+def _path_key(path) -> tuple:
+  """A pytree path as names alone, so a dataclass's attributes and the saved dict's keys agree."""
+  return tuple(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in path)
+
+
+def disk_error(e: BaseException):
+  """A short reason if `e` (from Orbax or the OS) means the disk is full or not writable, else None."""
+  if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+    return e.strerror
+  text = str(e)
+  for marker in _DISK_ERRORS:
+    if marker in text:
+      return "no space left on device" if marker in ("RESOURCE_EXHAUSTED", "os_error_code='28'") else marker.lower()
+  return None
 
 
 class Checkpointer:
@@ -93,6 +149,8 @@ class Checkpointer:
                                            cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "config"))
+    self.adjusted = []  # after `restore`: the ADJUSTABLE_KEYS changed since the checkpoint, as 'key: old -> new'
+
 
   def latest_step(self):
     """The newest checkpoint's step, or None."""
@@ -102,12 +160,58 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state, config: ml_collections.ConfigDict) -> None:
-    """Saves `state` (a host pytree) at `step`; returns once it is on disk. A saved step is kept."""
+    """Saves `state` (a host pytree) at `step`; returns once it is on disk. A saved step is kept.
+
+    Raises:
+      UserError: the disk is full or not writable; the unfinished checkpoint is removed, the earlier
+        ones are intact.
+    """
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_to_json(config))))
-    self.manager.wait_until_finished()
+    try:
+      with _orbax_errors_silenced():
+        self.manager.save(step, force=True, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_to_json(config))))
+        self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      reason = disk_error(e)
+      if reason is None:
+        raise
+      _quiet_after_failed_save()
+      self._remove_unfinished(step)
+      last = [s for s in self.all_steps() if s != step]
+      kept = (f"the last good checkpoint (step {max(last)}) is intact" if last else "no checkpoint was kept")
+      raise UserError(f"cannot save the checkpoint at step {step} in {self.directory}: {reason}; {kept}. "
+                      "Free space (or fix the folder's permissions) and run the same command to "
+                      "resume") from None
+
+  def _remove_unfinished(self, step: int):
+    """Deletes what a failed save of `step` left behind (Orbax's temporary folder)."""
+    if jax.process_index() != 0:
+      return
+    for name in os.listdir(self.directory):
+      if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp"):
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self.manager.reload()
+
+  def shape_differences(self, step: int, template) -> list[str]:
+    """'leaf: saved shape -> template shape' for every array of the checkpoint at `step` whose shape
+    differs from `template`'s (a model or data of another shape); [] if they agree or are unknown."""
+    try:
+      with _orbax_errors_silenced():
+        meta = ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
+      tree = getattr(meta, "item_metadata", meta)
+      saved = {_path_key(p): tuple(getattr(m, "shape", ()))
+               for p, m in jax.tree_util.tree_flatten_with_path(getattr(tree, "tree", tree))[0]}
+    except Exception:  # pylint: disable=broad-except
+      return []
+    diff = []
+    for p, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+      k = _path_key(p)
+      shape = tuple(getattr(leaf, "shape", ()))
+      if k in saved and saved[k] != shape:
+        diff.append(f"{'.'.join(k)}: {saved[k]} -> {shape}")
+    return diff
 
   def restore(self, template, config: ml_collections.ConfigDict):
     """The newest readable checkpoint as a state shaped like `template`, or None when there is none.
@@ -129,16 +233,27 @@ class Checkpointer:
     current = config_to_json(config)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     errors = []
+    self.adjusted = []
     for step in steps:
       try:
-        saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        with _orbax_errors_silenced():
+          saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         diff = config_differences(saved["config"], current)
         if diff:
           where = f"the checkpoint's (step {step}) in {os.path.dirname(self.directory)}"
           raise UserError(f"the config differs from {where} in {'; '.join(diff)}: put the checkpoint's "
                           "values back to resume, or pass another --workdir to start a new run")
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))
+        shapes = self.shape_differences(step, template)
+        if shapes:
+          raise UserError(
+              f"the checkpoint at step {step} in {self.directory} holds arrays of other shapes than this "
+              f"config builds ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''}): the data "
+              f"(data.dir={config.data.get('dir', '')!r}) or the model differs from the run's; point "
+              "--config.data.dir at the run's data, or pass another --workdir to start a new run")
+        with _orbax_errors_silenced():
+          restored = self.manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract)))
+        self.adjusted = config_differences(saved["config"], current, allowed=RESUMABLE_KEYS)
       except UserError:
         raise
       except Exception as e:  # pylint: disable=broad-except

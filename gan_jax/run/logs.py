@@ -37,7 +37,7 @@ class MetricWriter:
     self._tb = None
     if not self.enabled:
       return
-    for path in glob.glob(os.path.join(self.tb_dir, "*.tmp")):
+    for path in glob.glob(os.path.join(self.tb_dir, "*.tmp*")):
       os.remove(path)  # a rewrite cut short by a kill; the file it was rewriting is intact
     self._truncate_after(start_step)
     for path in _event_files(workdir):
@@ -47,20 +47,31 @@ class MetricWriter:
       self._tb = _EventFile(self.tb_dir)
 
   def _truncate_after(self, step: int):
+    """Keeps the records up to `step`; lines that are not records are kept aside, with a warning."""
     if not os.path.exists(self.path):
       return
-    with open(self.path, encoding="utf-8") as f:
-      lines = [line for line in f if line.strip()]
-    kept = []
+    with open(self.path, encoding="utf-8", errors="replace") as f:
+      lines = [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
+    kept, damaged = [], []
     for line in lines:
       try:
         record = json.loads(line)
-        if record["step"] <= step:
-          kept.append(line if line.endswith("\n") else line + "\n")
-          self.last_record = {k: v for k, v in record.items() if k != "step"}
-      except (ValueError, KeyError):
-        break  # a line cut short by a kill: everything after it is newer than any checkpoint
-    files.atomic_write_text(self.path, "".join(kept))
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+          raise ValueError("not a record")
+      except ValueError:
+        damaged.append(line)  # a line cut short by a kill, or damaged on disk
+        continue
+      if record["step"] <= step:
+        kept.append(line)
+        self.last_record = {k: v for k, v in record.items() if k != "step"}
+    if damaged:
+      aside = self.path[:-len(".jsonl")] + ".damaged.jsonl"
+      with open(aside, "a", encoding="utf-8") as f:
+        f.writelines(damaged)
+      logging.warning("%s: %d line(s) that are not metric records were moved to %s; the records "
+                      "around them are kept", self.path, len(damaged), aside)
+    if damaged or len(kept) != len(lines):
+      files.atomic_write_text(self.path, "".join(kept))
 
   def write(self, step: int, metrics: dict):
     if not self.enabled:
@@ -134,7 +145,7 @@ def _record(data: bytes) -> bytes:
 
 def _event_files(workdir: str) -> list[str]:
   paths = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
-  return sorted(p for p in paths if not p.endswith(".tmp"))
+  return sorted(p for p in paths if ".tmp" not in os.path.basename(p))
 
 
 def _read_records(path: str) -> tuple[list[bytes], bool]:
@@ -153,8 +164,17 @@ def _read_records(path: str) -> tuple[list[bytes], bool]:
 
 
 def _truncate_events(path: str, step: int):
-  """Rewrites an event file without the scalars logged after `step`; deletes it if none are left."""
+  """Rewrites an event file without the scalars logged after `step`; deletes it if none are left.
+
+  A file that does not end cleanly (cut by a kill, or damaged on disk: a record whose checksum
+  fails ends what can be read) is first copied, whole, to `tensorboard/damaged/`, with a warning.
+  """
   records, clean = _read_records(path)
+  if not clean:
+    aside = os.path.join(os.path.dirname(path), "damaged", os.path.basename(path))
+    files.atomic_copy(path, aside)
+    logging.warning("%s is damaged after %d readable records; the original is kept at %s", path,
+                    len(records), aside)
   kept, dropped = [], not clean
   for data in records:
     event = event_pb2.Event.FromString(data)
