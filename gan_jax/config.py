@@ -18,6 +18,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.k_disc_steps = 1  # discriminator steps per generator step (Algorithm 1's k)
   c.update_mode = "alternating"  # 'alternating' (Algorithm 1) | 'simultaneous' (reference code)
   c.steps_per_dispatch = 100  # iterations per jit call, run with lax.scan
+  # Matmul precision the run's programs are compiled at (`matmul_precision`): 'default' (JAX's own:
+  # float32 matmuls as TF32 on NVIDIA GPUs since Ampere, as bfloat16 passes on TPUs, exact on CPUs)
+  # | 'float32' (exact) | 'tensorfloat32' | 'bfloat16' (JAX's fastest level: the programs of
+  # 'default' with the level written out).
+  c.precision = "default"
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "toy"  # 'toy' | 'digits' | 'idx' | 'cifar10' | 'folder' | 'tfds' (docs/DATA.md)
@@ -92,6 +97,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.num_samples = 100  # images in each sample grid (fixed noise)
 
+  # Evaluation during training (gan_jax/evaluation/scorer.py; docs/EVALUATION.md).
+  c.eval_every = 0  # score the generator every this many steps and at the end; 0 = never
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metrics = "fid"  # comma-separated: fid, kid, pr (precision/recall), dc (density/coverage), is
+  c.eval.extractor = "auto"  # 'inception' (needs eval.weights) | 'classifier' | 'auto' (Inception if found)
+  c.eval.weights = ""  # the FID Inception weights file ('' = $GAN_JAX_INCEPTION_WEIGHTS or torch's cache)
+  c.eval.num_samples = 5000  # generated samples per evaluation (the common protocol: 50,000)
+  c.eval.num_real = 0  # reference images (0 = the whole split)
+  c.eval.split = "train"  # the reference split: 'train' (the common protocol) | 'validation' | 'test'
+  c.eval.best = "fid"  # keep the checkpoint with the best value of this result in checkpoints_best/ ('' = none)
+
   c.parallel = ml_collections.ConfigDict()
   c.parallel.mode = "auto"  # 'auto' | 'none' | 'pmap' | 'sharding'
   c.parallel.coordinator_address = ""  # multi-host: 'host:port' of process 0
@@ -132,6 +148,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.augment = ""  # DiffAugment on every D input in training: e.g. 'translation,cutout,color'; '' = off
   c.loss.bcr_real = 0.0  # balanced consistency regularisation weights (lambda_real, lambda_fake); 0 = off
   c.loss.bcr_fake = 0.0
+  c.loss.bcr_augment = "flip,translation"  # bCR's augmentation T (gan_jax/core/augment.py operations)
   c.loss.penalty_every = 1  # lazy regularisation: the penalty every N D updates, scaled by N
   c.loss.acgan_weight = 1.0  # model.d_cond='acgan': weight of the auxiliary classification losses
 
@@ -149,10 +166,30 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+PRECISIONS = ("default", "float32", "tensorfloat32", "bfloat16")
+
+
+def matmul_precision(config):
+  """A context manager that compiles what runs inside it at `config.precision`.
+
+  'default' changes nothing (JAX's default precision); the others are
+  `jax.default_matmul_precision(NAME)`, which XLA reads when a program is traced and compiled.
+
+  Raises:
+    UserError: an unknown `precision`.
+  """
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  name = config.get("precision", "default")
+  if name not in PRECISIONS:
+    raise UserError(f"unknown precision {name!r}; choose one of {list(PRECISIONS)}")
+  return contextlib.nullcontext() if name == "default" else jax.default_matmul_precision(name)
+
+
 # Keys that only drive the training loop (how long a dispatch is, how often it logs, samples and
 # checkpoints, how it is parallelised): they never change what a run computes.
 DRIVER_KEYS = ("steps_per_dispatch", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-               "num_samples", "parallel.")
+               "num_samples", "parallel.", "eval_every", "eval.")
 
 
 def matches(key: str, patterns) -> bool:

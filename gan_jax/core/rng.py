@@ -14,6 +14,10 @@ Streams of the root key:
 Streams of one example's key (per phase):
   NOISE, DROP_REAL, DROP_FAKE   its noise vector and the dropout masks of D on its real/fake example
   PENALTY    the interpolation point of a gradient penalty
+  AUG_REAL, AUG_FAKE   DiffAugment of its real/fake example (`loss.augment`, gan_jax/core/augment.py)
+  BCR_REAL, BCR_FAKE   the augmented copy of its real/fake example in consistency regularisation
+  LABEL      the class label of its generated example (class-conditional G: uniform over classes)
+  DRAGAN     DRAGAN's perturbation of its real example (`loss.penalty='dragan'`)
 Streams of `PRNGKey(seed)` used after training (they never touch the training draws):
   EVAL       the samples a sweep scores
   READER     `gan_jax.run.reader`: the samples drawn from a trained run
@@ -26,6 +30,7 @@ TRAIN, DATA, SAMPLES = 0, 1, 2
 INIT = 1_000_003
 # Streams of one example's key.
 NOISE, DROP_REAL, DROP_FAKE, PENALTY = 0, 1, 2, 3
+AUG_REAL, AUG_FAKE, BCR_REAL, BCR_FAKE, LABEL, DRAGAN = 4, 5, 6, 7, 8, 9
 # Streams of PRNGKey(seed) outside training.
 FIGURE3 = 3
 EVAL = 7

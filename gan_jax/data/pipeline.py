@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gan_jax.data import sources
+from gan_jax.data import scale as scale_lib, sources
 from gan_jax.data.toy import ToyDistribution, build_toy
 from gan_jax.errors import UserError
 
@@ -105,10 +105,7 @@ class Sampler:
     return idx, state.replace(position=state.position + 1)
 
   def to_float(self, x):
-    if self.scale is None:
-      return x.astype(jnp.float32)
-    x = x.astype(jnp.float32)
-    return x / 255.0 if self.scale == "unit" else x / 127.5 - 1.0
+    return scale_lib.from_uint8(x, self.scale)
 
 
 @dataclasses.dataclass
@@ -178,10 +175,7 @@ def load_split(data_config, split: str) -> np.ndarray:
   """A split's examples as float32 in model scale and layout (for evaluation, on the host)."""
   loaded = sources.load_images(data_config, split)
   x, scale, _ = prepare_images(loaded.images, data_config)
-  if scale is None:
-    return x
-  x = x.astype(np.float32)
-  return x / 255.0 if scale == "unit" else x / 127.5 - 1.0
+  return x if scale is None else scale_lib.from_uint8(x, scale)
 
 
 def build_data(config) -> Data:
