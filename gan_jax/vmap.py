@@ -16,8 +16,16 @@ size, same data), so they are kept unbatched (`in_axes=None`). The sampler's "ne
 stays a real `lax.cond`; were they batched, vmap would turn it into a select that draws a permutation
 for every member at every step.
 
+A population across devices: `VmapGroup.build(configs, devices=D)` lays the members out on a
+one-axis `jax.sharding.Mesh` of D local devices (axis "runs"): every stacked leaf is sharded on its
+member axis (`NamedSharding`, P("runs")), the shared leaves, the data and nothing else replicated, and
+`jax.jit` partitions the vmapped program so that each device trains its N / D members with no
+communication (tests/test_vmap.py checks the compiled program has no collective). 8 devices then
+train 8 x M runs as one program, each member still its solo run.
+
 The throughput of N vmapped runs against one run, and how far members end from solo runs, are
-measured by `python -m gan_jax.bench.vmap` (gan_jax/bench/vmap.py).
+measured by `python -m gan_jax.bench.vmap` (gan_jax/bench/vmap.py; `--devices` for a population
+across devices).
 """
 
 import collections
@@ -31,6 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from gan_jax import config as config_lib
 from gan_jax.core import build
@@ -42,6 +51,7 @@ from gan_jax.errors import UserError
 
 _PROGRAM_CACHE = collections.OrderedDict()  # compiled programs of recent groups, least recent first
 _PROGRAM_CACHE_SIZE = 8
+RUNS_AXIS = "runs"  # the mesh axis a population's members are sharded over
 
 
 def program_key(config: ml_collections.ConfigDict) -> str:
@@ -56,23 +66,65 @@ def state_axes(state: GANState) -> GANState:
   return batched.replace(step=None, data=DataState(perm=0, epoch=None, position=None))
 
 
+def check_devices(devices: int) -> None:
+  """Raises a UserError unless 0 <= `devices` <= the number of local devices."""
+  available = jax.local_device_count()
+  if not 0 <= devices <= available:
+    if available == 1:
+      raise UserError(f"--devices={devices}, but this process sees 1 local device; give --devices=1 (or 0)")
+    raise UserError(f"--devices={devices}, but this process sees {available} local devices; give 1 to "
+                    f"{available}, or 0 for all of them where a group's size is a multiple of {available}")
+
+
+def group_devices(size: int, devices: int = 0) -> int:
+  """The devices a group of `size` members trains on.
+
+  Args:
+    size: the group's members.
+    devices: 0 (automatic): every local device when `size` is a multiple of their number, else one.
+      N > 0: N devices when `size` is a multiple of N, else gcd(size, N), so that every device holds
+      the same number of members.
+
+  Returns:
+    A device count that divides `size`.
+  """
+  check_devices(devices)
+  if devices == 0:
+    available = jax.local_device_count()
+    return available if size % available == 0 else 1
+  return math.gcd(size, devices)
+
+
 @dataclasses.dataclass
 class VmapGroup:
-  """N runs that differ only in `VMAPPABLE_KEYS`, trained as one program on one device."""
+  """N runs that differ only in `VMAPPABLE_KEYS`, trained as one program on one device, or sharded
+  over a mesh of `num_devices` devices (N / num_devices members each)."""
 
   configs: list
   data: pipeline.Data
   gan: GAN  # the first member's; its static parts are every member's
   varying: dict  # key -> float32 [N], the non-seed vmappable keys whose values differ
+  mesh: Mesh | None = None  # axis RUNS_AXIS over the group's devices; None: one device
   compile_time_s: float = 0.0
   _programs: dict = dataclasses.field(default_factory=dict)  # num_steps -> compiled program
   _arrays: dict | None = None
 
   @classmethod
-  def build(cls, configs, data: pipeline.Data | None = None) -> "VmapGroup":
-    """Checks that `configs` can share a program and builds the group (data loaded once)."""
+  def build(cls, configs, data: pipeline.Data | None = None, devices: int = 1) -> "VmapGroup":
+    """Checks that `configs` can share a program and builds the group (data loaded once).
+
+    Args:
+      configs: the members' configs.
+      data: their data, if already loaded.
+      devices: local devices to shard the members over (the first `devices` of
+        `jax.local_devices()`); it must divide the number of members.
+    """
     if not configs:
       raise UserError("a vmapped group needs at least one config")
+    check_devices(devices)
+    if devices < 1 or len(configs) % devices:
+      raise UserError(f"{len(configs)} members cannot be shared evenly by {devices} device(s); give a "
+                      "device count that divides the number of members")
     key0 = program_key(configs[0])
     flats = [config_lib.flatten(c) for c in configs]
     for c, flat in zip(configs[1:], flats[1:]):
@@ -85,18 +137,36 @@ class VmapGroup:
     bad = [c.seed for c in configs if not 0 <= c.seed < 2**31]
     if bad:
       raise UserError(f"seeds must be in [0, 2**31) to be vmapped, got {bad[0]}")
-    data = data or pipeline.build_data(configs[0])
+    data = pipeline.with_labels(data, configs[0]) if data else pipeline.build_data(configs[0])
     gan = build.build_gan(configs[0], data)
     varying = {}
     for k in VMAPPABLE_KEYS[1:]:
       values = [f.get(k) for f in flats]
       if len(set(values)) > 1:
         varying[k] = np.asarray(values, np.float32)
-    return cls(configs=list(configs), data=data, gan=gan, varying=varying)
+    mesh = Mesh(np.asarray(jax.local_devices()[:devices]), (RUNS_AXIS,)) if devices > 1 else None
+    return cls(configs=list(configs), data=data, gan=gan, varying=varying, mesh=mesh)
 
   @property
   def size(self) -> int:
     return len(self.configs)
+
+  @property
+  def num_devices(self) -> int:
+    return 1 if self.mesh is None else self.mesh.size
+
+  # ------------------------------------------------------------------ layout on the devices
+  def state_shardings(self, states: GANState):
+    """Per leaf of a stacked state: sharded on the member axis, or replicated (shared leaves)."""
+    axes = state_axes(states)
+
+    def sharding(ax, x):  # a field that is off (None) has no leaves to place
+      return None if x is None else NamedSharding(self.mesh, P() if ax is None else P(RUNS_AXIS))
+
+    return jax.tree.map(sharding, axes, states, is_leaf=lambda x: x is None)
+
+  def _place(self, states: GANState) -> GANState:
+    return states if self.mesh is None else jax.device_put(states, self.state_shardings(states))
 
   # ------------------------------------------------------------------ the member's GAN
   def member_gan(self, hp: dict) -> GAN:
@@ -112,7 +182,10 @@ class VmapGroup:
     # One compiled, vmapped init: initialising op by op costs seconds per member on a CPU.
     states = jax.jit(jax.vmap(lambda seed: self.gan.init(seed, mean)))(seeds)
     axes = state_axes(states)
-    return jax.tree.map(lambda ax, x: x[0] if ax is None else x, axes, states, is_leaf=lambda x: x is None)
+    # Shared leaves are one value for all members; a field that is off (None) stays None.
+    states = jax.tree.map(lambda ax, x: x[0] if ax is None and x is not None else x, axes, states,
+                          is_leaf=lambda x: x is None)
+    return self._place(states)
 
   def member(self, states: GANState, i: int) -> GANState:
     """Member i's state, as the one a solo run would hold."""
@@ -125,7 +198,7 @@ class VmapGroup:
     and the values that vary (so a sweep with --max_members=1 compiles once for all seeds of a
     cell). Vmappable values that do not vary are constants of the program, so they are in the key."""
     flat = config_lib.flatten(self.configs[0])
-    return json.dumps([num_steps, grad_norms, self.size, sorted(self.varying),
+    return json.dumps([num_steps, grad_norms, self.size, self.num_devices, sorted(self.varying),
                        {k: v for k, v in flat.items() if k != "seed" and k not in self.varying
                         and not config_lib.is_driver_key(k)}], sort_keys=True)
 
@@ -143,9 +216,17 @@ class VmapGroup:
     def member(state, hp, arrays):
       return self.member_gan(hp).train_steps(state, arrays, num_steps, grad_norms=grad_norms)
 
-    fn = jax.jit(jax.vmap(member, in_axes=(axes, 0, None), out_axes=(axes, 0)), donate_argnums=0)
+    vmapped = jax.vmap(member, in_axes=(axes, 0, None), out_axes=(axes, 0))
+    if self.mesh is None:
+      fn = jax.jit(vmapped, donate_argnums=0)
+    else:  # members sharded on their axis, the rest replicated: each device runs its own members
+      states = self.state_shardings(shapes)
+      runs, replicated = NamedSharding(self.mesh, P(RUNS_AXIS)), NamedSharding(self.mesh, P())
+      fn = jax.jit(vmapped, in_shardings=(states, runs, replicated), out_shardings=(states, runs),
+                   donate_argnums=0)
     t0 = time.perf_counter()
-    compiled = fn.lower(shapes, self.hparams(), self.arrays()).compile()
+    with config_lib.matmul_precision(self.configs[0]):  # as a solo run of the same config compiles
+      compiled = fn.lower(shapes, self.hparams(), self.arrays()).compile()
     self.compile_time_s += time.perf_counter() - t0
     logging.info("compiled %d members x %d steps in %.1f s", self.size, num_steps, time.perf_counter() - t0)
     self._programs[num_steps, grad_norms] = _PROGRAM_CACHE[key] = compiled
@@ -154,12 +235,14 @@ class VmapGroup:
     return compiled
 
   def hparams(self) -> dict:
-    return {k: jnp.asarray(v) for k, v in self.varying.items()}
+    hp = {k: jnp.asarray(v) for k, v in self.varying.items()}
+    return hp if self.mesh is None else jax.device_put(hp, NamedSharding(self.mesh, P(RUNS_AXIS)))
 
   def arrays(self):
-    """The data, on the device once for all members."""
+    """The data, on the device once for all members (on every device of a mesh)."""
     if self._arrays is None:
-      self._arrays = jax.device_put(self.data.arrays, jax.local_devices()[0])
+      where = jax.local_devices()[0] if self.mesh is None else NamedSharding(self.mesh, P())
+      self._arrays = jax.device_put(self.data.arrays, where)
     return self._arrays
 
   def run(self, states: GANState, num_steps: int, grad_norms: str = "every"):

@@ -1,9 +1,11 @@
-"""Sweeps (gan_jax.sweep): the grid and its checks, grouping into vmapped programs, the result tables,
-and a sweep interrupted by a signal, then resumed by the same command."""
+"""Sweeps (gan_jax.sweep): the grid and its checks, grouping into vmapped programs, the result tables
+and the statistics report, a sweep interrupted by a signal, then resumed by the same command, and a
+random search with its budget curves, its groups sharded over devices."""
 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 from conftest import REPO, subprocess_env
 from gan_jax import sweep
 from gan_jax.errors import UserError
+from gan_jax.sweep import search
 
 RING = os.path.join(REPO, "experiments", "ablations", "ring_losses.py")
 
@@ -78,11 +81,28 @@ def test_cells_that_differ_only_in_vmappable_values_share_a_program(tmp_path):
     ('{"axes": {"seed": [1, 2]}}', "'seed' cannot be a sweep axis"),
     ('{"axes": {"k_disc_steps": ["five"]}}', "value 'five' does not fit config key 'k_disc_steps'"),
     ('{"axis": {}}', "unknown sweep entries ['axis']"),
+    ('{"search": [1]}', "sweep 'search' must be a dict"),
+    ('{"search": {"trials": 3}}', "sweep search has no 'space'; give"),
+    ('{"search": {"space": {"optimizer.g_lr": {"kind": "uniform", "low": 0, "high": 1}}, "trials": 2, "sed": 1}}',
+     "unknown sweep search entries ['sed']"),
+    ('{"search": {"space": {"optimizer.g_lr": {"kind": "loguniform", "low": 0, "high": 1}}, "trials": 2}}',
+     "sweep search: search space key 'optimizer.g_lr': loguniform needs positive bounds"),
+    ('{"search": {"space": {"optimizer.g_lr": {"kind": "uniform", "low": 0.1, "high": 1}}, "trials": 0}}',
+     "sweep search: the number of random-search trials must be a positive integer"),
+    ('{"search": {"space": {"optimizer.glr": {"kind": "uniform", "low": 0.1, "high": 1}}, "trials": 2}}',
+     "sweep axis 'trial' (r000): unknown config key 'optimizer.glr'"),
+    ('{"search": {"space": {"seed": {"kind": "randint", "low": 0, "high": 9}}, "trials": 2}}',
+     "the sweep search space cannot draw 'seed'"),
+    ('{"axes": {"optimizer.g_lr": [0.1]}, "search": {"space": {"optimizer.g_lr": {"kind": "uniform", '
+     '"low": 0.1, "high": 1}}, "trials": 2}}', "sweep axis 'optimizer.g_lr' and the search space both set"),
+    ('{"axes": {"trial": [1]}, "search": {"space": {"optimizer.g_lr": {"kind": "uniform", "low": 0.1, '
+     '"high": 1}}, "trials": 2}}', "sweep search name 'trial' must be a new axis name"),
 ])
 def test_bad_sweeps_are_user_errors(tmp_path, spec, message):
   path = _sweep_file(tmp_path, spec)
-  with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+  with pytest.raises(UserError, match=re.escape(message)) as e:
     sweep.run_sweep(path, str(tmp_path / "out"))
+  assert "\n" not in str(e.value)
   assert not os.path.exists(tmp_path / "out" / "results.csv")
 
 
@@ -139,8 +159,17 @@ def test_sweep_interrupted_by_a_signal_then_resumed(tmp_path):
   md = open(os.path.join(workdir, "results.md"), encoding="utf-8").read()
   assert "4 of 4 runs finished" in md and "| loss | modes_covered | high_quality_frac | kl_modes |" in md
   assert sum("★" in line for line in md.splitlines() if line.startswith("|")) == 1 and " ± " in md
-  for png in ("results.png", "samples.png"):
+  for png in ("results.png", "samples.png", "stats_budget_modes_covered.png", "stats_budget_kl_modes.png"):
     assert os.path.getsize(os.path.join(workdir, png)) > 5000
+  # The statistics report, linked from results.md: per metric its direction, the sentence on the
+  # loss axis, the cell table, the paired comparison and the budget curves (one arm per cell).
+  assert "[stats.md](stats.md)" in md
+  stats_md = open(os.path.join(workdir, "stats.md"), encoding="utf-8").read()
+  assert "Statistics over 2 seeds (0, 1)" in stats_md and "## kl_modes (lower is better)" in stats_md
+  assert "- loss, modes_covered (higher is better): " in stats_md
+  assert "| non_saturating | wgan_gp | pooled | 2 |" in stats_md
+  assert "### modes_covered: expected best of k runs (one arm per cell)" in stats_md
+  assert "| loss=wgan_gp | 2 |" in stats_md
 
   # Nothing left to do: a third run trains nothing. A result from another config is trained again.
   assert sweep.run_sweep(f"{RING}:smoke", workdir, command="test")["trained"] == 0
@@ -151,3 +180,42 @@ def test_sweep_interrupted_by_a_signal_then_resumed(tmp_path):
   base, spec = sweep.load_sweep_file(f"{RING}:smoke")
   stale = [r for r in sweep.expand(base, spec) if sweep.load_result(workdir, r) is None]
   assert [(r.cell_name, r.seed) for r in stale] == [("loss=wgan_gp", 0)]
+
+
+# ---------------------------------------------------------------------------- random search
+def test_random_search_sweep_with_budget_curves_on_devices(tmp_path):
+  """A loss axis x 4 random configurations x 1 seed: 2 groups of 4 (the learning rates vmap), each
+  sharded over 4 of the 8 test devices; the report gives one budget curve per loss."""
+  path = _sweep_file(tmp_path, """{"axes": {"loss": {"ns": {"loss.name": "non_saturating"},
+                                                      "hinge": {"loss.name": "hinge"}}},
+                                   "search": {"space": {"optimizer.g_lr": search.loguniform(1e-3, 1e-2),
+                                                        "optimizer.d_lr": search.loguniform(1e-3, 1e-2)},
+                                              "trials": 4, "seed": 7},
+                                   "seeds": [0], "metrics": ["modes_covered", "kl_modes"]}""")
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("from gan_jax.sweep import search\n" + text)
+  base, spec = sweep.load_sweep_file(path)
+  runs = sweep.expand(base, spec)
+  trials = search.sample_configs(spec["search"]["space"], 4, seed=7)
+  assert [r.cell_name for r in runs[:5]] == [f"loss=ns, trial=r00{i}" for i in range(4)] + ["loss=hinge, trial=r000"]
+  assert runs[6].config.optimizer.g_lr == trials["r002"]["optimizer.g_lr"]
+  assert [len(g) for g in sweep.plan_groups(runs, 64)] == [4, 4]
+
+  workdir = str(tmp_path / "out")
+  summary = sweep.run_sweep(path, workdir, devices=4, command="test")
+  assert (summary["trained"], summary["finished"]) == (8, True)
+  rows = _rows(workdir)
+  assert [r["trial"] for r in rows] == ["r000", "r001", "r002", "r003"] * 2
+  assert float(rows[5]["optimizer.d_lr"]) == trials["r001"]["optimizer.d_lr"]
+  result = json.load(open(os.path.join(workdir, runs[5].dirname, sweep.RESULT_FILE), encoding="utf-8"))
+  assert (result["group_size"], result["devices"]) == (4, 4)
+  md = open(os.path.join(workdir, "results.md"), encoding="utf-8").read()
+  assert "| loss | trial | optimizer.g_lr | optimizer.d_lr | modes_covered |" in md
+  stats_md = open(os.path.join(workdir, "stats.md"), encoding="utf-8").read()
+  assert "### modes_covered: expected best of k runs (arms: loss)" in stats_md
+  assert "| loss=ns | 4 |" in stats_md and "| loss=hinge | 4 |" in stats_md and "| k=4 |" in stats_md
+  assert "along trial" not in stats_md  # trials are draws, not treatments: no pairwise comparisons
+  assert "- loss, kl_modes (lower is better): " in stats_md and "paired over 4 trials" in stats_md
+  assert os.path.getsize(os.path.join(workdir, "stats_budget_modes_covered.png")) > 5000

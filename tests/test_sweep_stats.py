@@ -1,6 +1,7 @@
-"""Tests for gan_jax.sweep.stats on synthetic sweep results whose answers are known: a planted effect
-is found and none is invented, pairing over seeds pays off, Holm and d_z match hand computations,
-bootstrap CIs cover the truth, and budget curves have their defining properties."""
+"""Tests for gan_jax.sweep.stats (its estimators and its report) on synthetic sweep results whose
+answers are known: a planted effect is found and none is invented, pairing over seeds pays off, Holm
+and d_z match hand computations, bootstrap CIs cover the truth, and budget curves have their
+defining properties."""
 
 import json
 import math
@@ -10,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from gan_jax.errors import UserError
-from gan_jax.sweep import stats
+from gan_jax.sweep import stats, stats_report
 
 
 def _results(cells: dict, metric: str = "score") -> list:
@@ -183,7 +184,7 @@ def test_analyse_sweep_holm_over_the_whole_report_and_writes_files(tmp_path):
   cell = report.cells["acc"]["loss=ns, lr=1e-4"]
   assert (cell.n, cell.n_dropped) == (5, 1)
   assert set(report.budgets["acc"]) == {"ns", "hinge", "wgan"} and report.budgets["acc"]["ns"].n == 11
-  paths = stats.write_report(str(tmp_path), report)
+  paths = stats_report.write_report(str(tmp_path), report)
   assert [p.rsplit("/", 1)[-1] for p in paths] == ["stats.md", "stats_budget_acc.png"]
   md = (tmp_path / "stats.md").read_text()
   assert "## acc (higher is better)" in md and "| ns | hinge | pooled (2 settings) | 6 |" in md
@@ -226,3 +227,27 @@ def test_budget_curve_by_hand_and_monte_carlo_agrees():
   assert stats.budget_curve([], True).n == 0
   with pytest.raises(UserError, match="band"):
     stats.budget_curve([1.0, 2.0], True, band=(95, 5))
+
+
+def test_trials_of_a_random_search_as_the_unit_of_replication():
+  """loss {A, B} x 10 drawn trials x 1 seed, B better by 3 at every trial's hyperparameters: with one
+  seed nothing can be compared over seeds, but the trials (independent draws both losses ran) can."""
+  rng = np.random.default_rng(3)
+  trial_effect = {f"r{t:03d}": 20 * rng.standard_normal() for t in range(10)}
+  records = [{"cell": [["loss", loss], ["trial", t]], "seed": 0,
+              "metrics": {"fd": 50 + te + (0.0 if loss == "A" else -3.0) + 0.3 * rng.standard_normal()}}
+             for loss in ("A", "B") for t, te in trial_effect.items()]
+  by_seed = stats.analyse_sweep(records, {"fd": False}, axes=["loss"], n_resamples=500)
+  assert "no comparison possible" in by_seed.effects[0].sentence
+  report = stats.analyse_sweep(records, {"fd": False}, axes=["loss"], budget_by=["loss"], unit="trial",
+                               n_resamples=500)
+  (e,) = report.effects
+  (c,) = e.pooled
+  assert c.stats.n == 10 and c.stats.seeds == tuple(sorted(trial_effect)) and not e.by_context
+  assert c.stats.mean_diff == pytest.approx(-3.0, abs=0.3) and c.p_holm < 0.001
+  assert e.sentence.startswith("loss, fd (lower is better): B beats A by 2.8") and "paired over 10 trials" in e.sentence
+  assert {arm: curve.n for arm, curve in report.budgets["fd"].items()} == {"loss=A": 10, "loss=B": 10}
+  md = stats_report.render_markdown(report)
+  assert "paired over the values of trial" in md and "(arms: loss)" in md
+  with pytest.raises(UserError, match="cannot be compared along and be the unit"):
+    stats.axis_effects(records, "trial", "fd", False, unit="trial")

@@ -29,6 +29,8 @@ Everything lands in `--workdir`:
   results.csv                    one row per run
   results.md                     per cell: mean ± std over seeds of each metric, the best cell marked
   results.png                    the same as bar charts; samples.png: samples of every cell (first seed)
+  stats.md                       bootstrap CIs, paired comparisons per axis (Holm), effect sizes, one
+                                 sentence per axis, budget curves (stats_budget_METRIC.png)
 
 Rerunning the command skips runs whose result.json records the same config, so an interrupted sweep
 (Ctrl-C, SIGTERM, a crash) resumes where it stopped; only the groups in flight are trained again.
@@ -37,8 +39,10 @@ Rerunning the command skips runs whose result.json records the same config, so a
 from gan_jax.evaluation.evaluator import higher_is_better, metric_kind
 from gan_jax.sweep.report import write_tables
 from gan_jax.sweep.results import RESULT_FILE, load_result
-from gan_jax.sweep.runner import plan_groups, run_sweep, train_group
+from gan_jax.sweep.claims import Shard, parse_shard
+from gan_jax.sweep.runner import plan_groups, run_sweep, shard_chunks, train_group
 from gan_jax.sweep.spec import Run, expand, load_sweep_file
 
-__all__ = ["RESULT_FILE", "Run", "expand", "higher_is_better", "load_result", "load_sweep_file",
-           "metric_kind", "plan_groups", "run_sweep", "train_group", "write_tables"]
+__all__ = ["RESULT_FILE", "Run", "Shard", "expand", "higher_is_better", "load_result", "load_sweep_file",
+           "metric_kind", "parse_shard", "plan_groups", "run_sweep", "shard_chunks", "train_group",
+           "write_tables"]

@@ -1,7 +1,13 @@
 """A sweep's report: results.csv (one row per run), results.md (per cell: mean ± std over seeds, the
-best cell marked), results.png (bar charts) and samples.png (samples of every cell)."""
+best cell marked), results.png (bar charts), samples.png (samples of every cell) and, with
+`with_stats`, stats.md (bootstrap CIs, paired comparisons along each axis with Holm's correction,
+budget curves; gan_jax/sweep/stats.py) with its plots stats_budget_METRIC.png.
+
+Every file is written all or nothing, so jobs sharing a workdir never leave half a table.
+"""
 
 import csv
+import io
 import math
 import os
 import sys
@@ -9,10 +15,14 @@ import textwrap
 
 import numpy as np
 
+from gan_jax import config as config_lib
 from gan_jax.evaluation.evaluator import higher_is_better
 from gan_jax.run import files, plotting
+from gan_jax.sweep import stats, stats_report
 from gan_jax.sweep.results import collect
-from gan_jax.sweep.spec import cell_name
+from gan_jax.sweep.spec import cell_name, search_axis
+
+STATS_FILE = "stats.md"
 
 def command_line() -> str:
   return "python -m gan_jax.sweep " + " ".join(sys.argv[1:])
@@ -25,8 +35,34 @@ def _mean_std(values):
   return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
 
 
-def write_tables(workdir: str, runs: list, spec: dict, command: str | None = None) -> dict:
-  """Writes results.csv, results.md, results.png and samples.png from the finished runs' results.
+def write_stats(workdir: str, done: list, spec: dict) -> list:
+  """Writes stats.md and its budget plots from the finished runs; returns their paths ([] if none).
+
+  Args:
+    workdir: the sweep's folder.
+    done: [(run, result)] of the finished runs.
+    spec: the sweep spec. Comparisons run along every axis with more than one value but a random
+      search's: its trials are independent draws, not treatments, so they are the replicates of
+      the comparisons instead of the seeds (`stats.axis_effects`' `unit`); the budget curves' arms
+      are then the combinations of the other axes, their trials (times seeds) the runs. Without a
+      search every cell is an arm whose runs are its seeds.
+  """
+  metric_names = list(spec.get("metrics", []))
+  if not metric_names or not done:
+    return []
+  searched = search_axis(spec)
+  axes = [a for a, _ in done[0][0].cell if not searched or a != searched[0]]
+  report = stats.analyse_sweep(
+      [res for _, res in done], {m: higher_is_better(m) for m in metric_names},
+      axes=[a for a in axes if len({dict(r.cell)[a] for r, _ in done}) > 1],
+      budget_by=axes if searched else None, unit=searched[0] if searched else None)
+  return stats_report.write_report(workdir, report, name=os.path.splitext(STATS_FILE)[0])
+
+
+def write_tables(workdir: str, runs: list, spec: dict, command: str | None = None,
+                 with_stats: bool = False) -> dict:
+  """Writes results.csv, results.md, results.png and samples.png from the finished runs' results,
+  and with `with_stats` the statistics report (`write_stats`), which results.md then links.
 
   Returns:
     {cell name: {metric: (mean, std, n)}} of the cells with at least one finished run.
@@ -34,15 +70,20 @@ def write_tables(workdir: str, runs: list, spec: dict, command: str | None = Non
   done = collect(workdir, runs)
   metric_names = list(spec.get("metrics", []))
   axes = [axis for axis, _ in runs[0].cell]
-  with open(os.path.join(workdir, "results.csv"), "w", newline="", encoding="utf-8") as f:
-    w = csv.writer(f)
-    w.writerow(["cell", *axes, "seed", *metric_names, "nonfinite_step", "time_s", "group_size",
-                "params_sha256"])
-    for r, res in done:
-      w.writerow([r.cell_name, *[label for _, label in r.cell], r.seed,
-                  *[_fmt_csv(res["metrics"].get(m)) for m in metric_names],
-                  res["nonfinite_step"] if res["nonfinite_step"] is not None else "",
-                  f"{res['time_s']:.2f}", res["group_size"], res["params_sha256"][:16]])
+  searched = search_axis(spec)
+  space = list(spec["search"]["space"]) if searched else []  # the searched keys' values as columns
+  csv_text = io.StringIO()
+  w = csv.writer(csv_text)
+  w.writerow(["cell", *axes, *space, "seed", *metric_names, "nonfinite_step", "time_s", "group_size",
+              "params_sha256"])
+  for r, res in done:
+    flat = config_lib.flatten(r.config)
+    w.writerow([r.cell_name, *[label for _, label in r.cell], *[flat.get(k) for k in space], r.seed,
+                *[_fmt_csv(res["metrics"].get(m)) for m in metric_names],
+                res["nonfinite_step"] if res["nonfinite_step"] is not None else "",
+                f"{res['time_s']:.2f}", res["group_size"], res["params_sha256"][:16]])
+  files.atomic_write_text(os.path.join(workdir, "results.csv"), csv_text.getvalue())
+  stats_paths = write_stats(workdir, done, spec) if with_stats else []
   cells = {}
   for r, res in done:
     cells.setdefault(r.cell, []).append(res)
@@ -60,28 +101,36 @@ def write_tables(workdir: str, runs: list, spec: dict, command: str | None = Non
   all_cells = list(dict.fromkeys(r.cell for r in runs))
   seeds = list(spec.get("seeds", [runs[0].seed]))
   lines = [f"Command: `{command or command_line()}`", "",
-           f"{len(done)} of {len(runs)} runs finished ({len(all_cells)} cells x {len(seeds)} seeds: "
+           f"{len(done)} of {len(runs)} runs finished ({len(all_cells)} cells x {len(seeds)} "
+           f"seed{'s' * (len(seeds) != 1)}: "
            f"{', '.join(map(str, seeds))}); mean ± sample std over seeds. "
            + (f"Best cell by {metric_names[0]} ({'higher' if higher_is_better(metric_names[0]) else 'lower'} "
               "is better; ties broken by the next metrics): **bold**, ★." if best else ""), ""]
-  head = [*axes, *metric_names, "runs", "diverged", "time (s)"]
+  if stats_paths:
+    lines += [f"Statistics (bootstrap CIs per cell, paired comparisons along each axis with Holm's "
+              f"correction, effect sizes, budget curves): [{STATS_FILE}]({STATS_FILE}).", ""]
+  head = [*axes, *space, *metric_names, "runs", "diverged", "time (s)"]
   lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  first_config = {}
+  for r in runs:
+    first_config.setdefault(r.cell, r.config)
   for cell in all_cells:
     results = cells.get(cell, [])
     name = cell_name(cell)
     mark = name == best
     cols = [f"**{label}** ★" if mark and i == 0 else label for i, (_, label) in enumerate(cell)]
+    flat = config_lib.flatten(first_config[cell]) if space else {}
+    cols += [_fmt_value(flat.get(k)) for k in space]
     for m in metric_names:
       mean, std, n = summary.get(name, {}).get(m, (math.nan, math.nan, 0))
-      text = "—" if not n else f"{_fmt(mean)} ± {_fmt(std)}"
+      text = "—" if not n else _fmt(mean) if n == 1 else f"{_fmt(mean)} ± {_fmt(std)}"  # no spread from one
       cols.append(f"**{text}**" if mark else text)
     diverged = sum(1 for x in results if x["nonfinite_step"] is not None)
     cols += [f"{len(results)}/{len(seeds)}", str(diverged), f"{sum(x['time_s'] for x in results):.1f}"]
     lines.append("| " + " | ".join(cols) + " |")
   lines += ["", "time (s): the cell's share of wall time (training, compiling and evaluating its "
             "vmapped group, divided among the group's runs)."]
-  with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
+  files.atomic_write_text(os.path.join(workdir, "results.md"), "\n".join(lines) + "\n")
   if done:
     plot_results(os.path.join(workdir, "results.png"), summary, metric_names, best)
     previews = {}
@@ -156,6 +205,15 @@ def _fmt(x: float) -> str:
   if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
     return f"{x:.2e}"
   return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def _fmt_value(x) -> str:
+  """A searched config value for the table: numbers in 3 significant digits."""
+  if isinstance(x, float):
+    return _fmt(x)
+  if isinstance(x, list | tuple):
+    return "x".join(_fmt_value(v) for v in x)
+  return str(x)
 
 
 def _fmt_csv(x) -> str:

@@ -1,7 +1,9 @@
 """A sweep file and its runs: the grid of axes x seeds, checked and expanded into configs.
 
 A sweep file is a config file (`get_config(arg)`, the base run) with a `get_sweep(arg)` returning
-{"axes": {...}, "seeds": [...], "metrics": [...]} (gan_jax/sweep/__init__.py shows one).
+{"axes": {...}, "seeds": [...], "metrics": [...]} (gan_jax/sweep/__init__.py shows one), and
+optionally a random search, {"search": {"space": {...}, "trials": N, "seed": S}}: N configurations
+drawn from the space (gan_jax/sweep/search.py) that become one more named axis, after the others.
 """
 
 import dataclasses
@@ -14,8 +16,10 @@ import ml_collections
 from gan_jax import config as config_lib
 from gan_jax.errors import UserError
 from gan_jax.evaluation.evaluator import metric_kind
+from gan_jax.sweep import search as search_lib
 
-SPEC_KEYS = ("axes", "seeds", "metrics")
+SPEC_KEYS = ("axes", "seeds", "metrics", "search")
+SEARCH_KEYS = ("space", "trials", "seed", "name")
 
 
 # ---------------------------------------------------------------------------- the sweep spec
@@ -90,6 +94,11 @@ def expand(base: ml_collections.ConfigDict, spec: dict) -> list:
     raise UserError(f"sweep seeds {seeds} repeat a seed; list each seed once")
   for name in spec.get("metrics", []):
     metric_kind(name)
+  if not isinstance(axes, dict):
+    raise UserError(f"sweep 'axes' must be a dict {{axis: values}}, got {type(axes).__name__}")
+  searched = search_axis(spec)
+  if searched:
+    axes = {**axes, searched[0]: searched[1]}
   choices = []  # per axis: [(label, overrides)]
   for axis, values in axes.items():
     if axis == "seed":
@@ -118,6 +127,44 @@ def expand(base: ml_collections.ConfigDict, spec: dict) -> list:
       config.parallel.mode = "none"  # a sweep trains on one device; vmap gives the parallelism
       runs.append(Run(cell=tuple((axis, label) for axis, label, _ in combo), seed=seed, config=config))
   return runs
+
+
+def search_axis(spec: dict):
+  """(axis name, {trial label: overrides}) of the spec's random search, or None without one.
+
+  Raises:
+    UserError: `search` is not {"space": {...}, "trials": N, "seed": S} (optionally "name": the
+      axis's name, default "trial"), or its space, trials or seed are bad (one line saying which).
+  """
+  spec_search = spec.get("search")
+  if spec_search is None:
+    return None
+  shape = "{'space': {config key: distribution}, 'trials': N, 'seed': S}"
+  if not isinstance(spec_search, dict):
+    raise UserError(f"sweep 'search' must be a dict {shape}, got {type(spec_search).__name__}")
+  unknown = sorted(set(spec_search) - set(SEARCH_KEYS))
+  if unknown:
+    raise UserError(f"unknown sweep search entries {unknown}; a search has {list(SEARCH_KEYS)}")
+  missing = [k for k in ("space", "trials") if k not in spec_search]
+  if missing:
+    raise UserError(f"sweep search has no {' or '.join(repr(k) for k in missing)}; give {shape}")
+  name = spec_search.get("name", "trial")
+  if not isinstance(name, str) or not name or name == "seed" or name in spec.get("axes", {}):
+    raise UserError(f"sweep search name {name!r} must be a new axis name (not 'seed' or one of the axes); "
+                    "the default is 'trial'")
+  space = spec_search["space"]
+  if isinstance(space, dict) and "seed" in space:
+    raise UserError("the sweep search space cannot draw 'seed'; list the seeds under 'seeds'")
+  for axis, values in spec.get("axes", {}).items():
+    keys = {k for over in values.values() for k in over} if isinstance(values, dict) else {axis}
+    both = sorted(keys & set(space)) if isinstance(space, dict) else []
+    if both:
+      raise UserError(f"sweep axis {axis!r} and the search space both set {both[0]!r}; set each key in one place")
+  try:
+    trials = search_lib.sample_configs(space, spec_search["trials"], spec_search.get("seed", 0))
+  except UserError as e:
+    raise UserError(f"sweep search: {e}") from None
+  return name, trials
 
 
 def _label(value) -> str:
