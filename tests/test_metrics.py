@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 
 from gan_jax.errors import UserError
 from gan_jax.evaluation import classifier as classifier_lib
+from gan_jax.evaluation import classifier_cache
 from gan_jax.evaluation import metrics
 from gan_jax.data import toy
 from gan_jax.evaluation import modes
@@ -269,12 +270,12 @@ def test_get_or_train_classifier_caches(digits, tmp_path, monkeypatch):
   x_train, y_train, x_test, y_test = digits
   kwargs = dict(num_classes=10, test_images=x_test, test_labels=y_test, steps=20,
                 batch_size=BATCH, seed=0)
-  first, from_cache = classifier_lib.get_or_train_classifier(tmp_path, "digits-train", x_train,
-                                                             y_train, **kwargs)
+  first, from_cache = classifier_cache.get_or_train_classifier(tmp_path, "digits-train", x_train,
+                                                               y_train, **kwargs)
   assert not from_cache
-  files = sorted(os.listdir(tmp_path))
-  assert len(files) == 2 and not any(f.startswith(".tmp") for f in files), files
-  meta = json.loads((tmp_path / next(f for f in files if f.endswith(".json"))).read_text())
+  (entry,) = os.listdir(tmp_path)
+  assert sorted(os.listdir(tmp_path / entry)) == ["meta.json", "params"]
+  meta = json.loads((tmp_path / entry / "meta.json").read_text())
   assert meta["dataset_key"] == "digits-train"
   assert meta["image_shape"] == [8, 8, 1]
   assert meta["test_accuracy"] == pytest.approx(first.test_accuracy)
@@ -287,29 +288,29 @@ def test_get_or_train_classifier_caches(digits, tmp_path, monkeypatch):
     return real_train(*args, **kw)
 
   monkeypatch.setattr(classifier_lib, "train_classifier", counting_train)
-  second, from_cache = classifier_lib.get_or_train_classifier(tmp_path, "digits-train", x_train,
-                                                              y_train, **kwargs)
+  second, from_cache = classifier_cache.get_or_train_classifier(tmp_path, "digits-train", x_train,
+                                                                y_train, **kwargs)
   assert from_cache and not calls
   assert second.test_accuracy == pytest.approx(first.test_accuracy)
   np.testing.assert_array_equal(classifier_lib.logits(second, x_test),
                                 classifier_lib.logits(first, x_test))
 
-  # A parameter file that does not match its metadata is ignored, not trusted.
-  params_file = tmp_path / next(f for f in files if f.endswith(".msgpack"))
-  params_file.write_bytes(params_file.read_bytes()[:-10])
-  _, from_cache = classifier_lib.get_or_train_classifier(tmp_path, "digits-train", x_train,
-                                                         y_train, **kwargs)
+  # Parameters that do not match their metadata are ignored, not trusted.
+  meta["params_sha256"] = "0" * 64
+  (tmp_path / entry / "meta.json").write_text(json.dumps(meta))
+  _, from_cache = classifier_cache.get_or_train_classifier(tmp_path, "digits-train", x_train,
+                                                           y_train, **kwargs)
   assert not from_cache and len(calls) == 1
-  # Other data under the same key, or other training settings: retrain and overwrite.
-  _, from_cache = classifier_lib.get_or_train_classifier(tmp_path, "digits-train", x_train[:-1],
-                                                         y_train[:-1], **kwargs)
+  # Other data under the same key, or other training settings: retrain and replace.
+  _, from_cache = classifier_cache.get_or_train_classifier(tmp_path, "digits-train", x_train[:-1],
+                                                           y_train[:-1], **kwargs)
   assert not from_cache and len(calls) == 2
-  _, from_cache = classifier_lib.get_or_train_classifier(tmp_path, "digits-train", x_train[:-1],
-                                                         y_train[:-1], **dict(kwargs, seed=1))
+  _, from_cache = classifier_cache.get_or_train_classifier(tmp_path, "digits-train", x_train[:-1],
+                                                           y_train[:-1], **dict(kwargs, seed=1))
   assert not from_cache and len(calls) == 3
-  assert sorted(os.listdir(tmp_path)) == files
+  assert os.listdir(tmp_path) == [entry]
   # Another key gets its own entry.
-  _, from_cache = classifier_lib.get_or_train_classifier(tmp_path, "digits/other split", x_train,
-                                                         y_train, **kwargs)
+  _, from_cache = classifier_cache.get_or_train_classifier(tmp_path, "digits/other split", x_train,
+                                                           y_train, **kwargs)
   assert not from_cache and len(calls) == 4
-  assert len(os.listdir(tmp_path)) == 4
+  assert len(os.listdir(tmp_path)) == 2

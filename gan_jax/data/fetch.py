@@ -27,7 +27,6 @@ import urllib.request
 
 import tqdm
 
-from gan_jax import __version__
 from gan_jax.data import paths
 from gan_jax.errors import UserError
 
@@ -85,7 +84,18 @@ PARTIAL = '.partial'  # sub-folder of DIR holding downloads in progress
 ATTEMPTS_PER_MIRROR = 3  # tries on one mirror while transfers are cut short, before the next mirror
 DEFAULT_TIMEOUT_S = 60.0
 _CHUNK = 1 << 16
-_USER_AGENT = f'gan_jax/{__version__} (Python urllib)'
+
+
+def _package_version() -> str:
+  """gan_jax's installed version, for the User-Agent header."""
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  try:
+    return importlib.metadata.version("gan_jax")
+  except importlib.metadata.PackageNotFoundError:
+    return "source"
+
+
+_USER_AGENT = f'gan_jax/{_package_version()} (Python urllib)'
 _SCHEMES = ('http', 'https', 'file')
 
 
@@ -411,3 +421,4 @@ def main(argv):
 if __name__ == '__main__':
   _define_flags()
   sys.exit(run_cli())
+

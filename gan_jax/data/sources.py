@@ -35,6 +35,7 @@ from gan_jax.data import cifar10
 from gan_jax.data import folder
 from gan_jax.data import idx
 from gan_jax.data import paths
+from gan_jax.data import scale as scale_lib
 from gan_jax.data import tfds_source
 from gan_jax.errors import UserError
 
@@ -264,12 +265,7 @@ def to_float(images: np.ndarray, scale: str) -> np.ndarray:
   images = np.asarray(images)
   if images.dtype != np.uint8:
     raise ValueError(f'to_float expects uint8 images, got {images.dtype}')
-  x = images.astype(np.float32)
-  if scale == 'unit':
-    return x / np.float32(255.0)
-  if scale == 'symmetric':
-    return x / np.float32(127.5) - np.float32(1.0)
-  raise UserError(f'unknown pixel scale {scale!r}; use one of {", ".join(SCALES)}')
+  return scale_lib.from_uint8(images, scale)
 
 
 def global_contrast_normalize(

@@ -4,7 +4,8 @@ Inception-based metrics need a network download; for ablations on small datasets
 digits, small colour images) a small classifier trained on the real data serves instead: its
 penultimate layer (128 units) gives the features for the Frechet distance and its logits give
 the Inception score and class coverage. Scores from different classifiers are not comparable,
-so `get_or_train_classifier` caches one classifier per dataset and reuses it across runs.
+so `gan_jax.evaluation.classifier_cache.get_or_train_classifier` caches one classifier per dataset
+and reuses it across runs.
 
 Architecture: conv3x3/2(32)-relu - conv3x3/2(64)-relu - dense(128)-relu - dense(K), where /2
 is a stride of 2 ("SAME" padding). Strided convolutions rather than convolution + pooling make
@@ -19,23 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
-import os
-import re
 import time
 from typing import Any
 
 import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gan_jax.data import scale
 from gan_jax.errors import UserError
-from gan_jax.run import files
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +42,6 @@ FEATURE_DIM = 128
 """Width of the penultimate layer, i.e. the dimension of `features`."""
 
 _EVAL_BATCH = 500  # Default batch size of `features` / `logits` (last batch padded).
-_RANGE_TOLERANCE = 0.1  # Float pixels may overshoot [0, 1] by this much before it is an error.
 
 
 class SmallCNN(nn.Module):
@@ -126,7 +121,7 @@ def train_classifier(images,
   Returns:
     The trained `ClassifierParams`.
   """
-  images = _as_nhwc(images)
+  images = scale.as_nhwc(images)
   labels = _check_labels(labels, images.shape[0], num_classes)
   _check_spatial(images.shape[1:])
   if steps < 1 or batch_size < 1:
@@ -135,7 +130,7 @@ def train_classifier(images,
   num = images.shape[0]
   batch_size = min(batch_size, num)
   # Keep uint8 data as uint8 on the device (4x less memory); scale inside the step.
-  data = jnp.asarray(images if images.dtype == np.uint8 else _to_unit_float_np(images))
+  data = jnp.asarray(images if images.dtype == np.uint8 else scale.checked_unit(images))
   targets = jnp.asarray(labels)
 
   init, train_step = _train_fns(int(num_classes), tuple(images.shape[1:]))
@@ -143,13 +138,16 @@ def train_classifier(images,
 
   rng = np.random.default_rng([seed, 1])
   order, pos = rng.permutation(num), 0
+  # Cosine decay to 1% of the peak; evaluated on the host and passed in, so one compiled step
+  # serves every step count and learning rate.
+  schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01)
   start = time.perf_counter()
   for step in range(steps):
     if pos + batch_size > num:
       order, pos = rng.permutation(num), 0
     idx = order[pos:pos + batch_size]
     pos += batch_size
-    lr = _cosine_lr(learning_rate, step, steps)
+    lr = np.float32(schedule(step))
     params, opt_state, loss = train_step(params, opt_state, data, targets, idx, lr)
     if (step + 1) % 500 == 0 or step + 1 == steps:
       logger.info("classifier step %d/%d loss %.4f (%.1fs)", step + 1, steps, float(loss),
@@ -212,144 +210,6 @@ def accuracy(classifier: ClassifierParams, images, labels) -> float:
   return float(np.mean(np.argmax(out, axis=1) == labels))
 
 
-def get_or_train_classifier(cache_dir: str | os.PathLike,
-                            dataset_key: str,
-                            images,
-                            labels,
-                            num_classes: int,
-                            test_images=None,
-                            test_labels=None,
-                            steps: int = 1500,
-                            batch_size: int = 128,
-                            seed: int = 0,
-                            learning_rate: float = 1e-3,
-                            min_test_accuracy: float | None = None
-                           ) -> tuple[ClassifierParams, bool]:
-  """Loads the cached classifier for a dataset, or trains and caches one.
-
-  The cache is two files under ``cache_dir`` named after ``dataset_key``: ``<name>.msgpack``
-  (``flax.serialization.to_bytes`` of the parameters) and ``<name>.json`` (metadata: dataset
-  key, architecture, image shape, number of classes, training settings, a fingerprint of the
-  training data, the test accuracy and a hash of the parameter file). A cache entry is used only
-  if all of these match the call; otherwise (or if it is unreadable) the classifier is retrained
-  and the entry overwritten. Both files are written to a temporary file and moved into place
-  with ``os.replace``, parameters first, so a crash never leaves a half-written entry.
-
-  Args:
-    cache_dir: Directory for the cache (created if missing).
-    dataset_key: Name of the dataset and split, e.g. ``"mnist-train"``; one cache entry per key.
-    images: Training images (see `train_classifier`).
-    labels: Training labels.
-    num_classes: Number of classes.
-    test_images: Optional held-out images for the recorded test accuracy.
-    test_labels: Labels of ``test_images``.
-    steps: Training steps (see `train_classifier`).
-    batch_size: Training batch size.
-    seed: Training seed.
-    learning_rate: Peak Adam learning rate.
-    min_test_accuracy: If set (and a test set is given), raise `UserError` when a freshly
-      trained classifier is less accurate than this, since its metrics would be meaningless.
-
-  Returns:
-    ``(classifier, from_cache)``; ``from_cache`` is True if it was loaded, False if trained.
-  """
-  images = _as_nhwc(images)
-  labels = np.asarray(labels)
-  meta = {
-      "dataset_key": str(dataset_key),
-      "architecture": ARCHITECTURE,
-      "image_shape": list(images.shape[1:]),
-      "num_classes": int(num_classes),
-      "num_train": int(images.shape[0]),
-      "train": {"steps": int(steps), "batch_size": int(batch_size), "seed": int(seed),
-                "learning_rate": float(learning_rate)},
-      "data_sha256": _fingerprint(images, labels),
-  }
-  os.makedirs(cache_dir, exist_ok=True)
-  stem = os.path.join(os.fspath(cache_dir), _cache_name(dataset_key))
-  params_path, meta_path = stem + ".msgpack", stem + ".json"
-
-  cached = _load_cache(params_path, meta_path, meta)
-  if cached is not None:
-    logger.info("loaded classifier for %r from %s", dataset_key, params_path)
-    return cached, True
-
-  classifier = train_classifier(images, labels, num_classes, steps=steps, batch_size=batch_size,
-                                seed=seed, learning_rate=learning_rate, test_images=test_images,
-                                test_labels=test_labels)
-  if (min_test_accuracy is not None and classifier.test_accuracy is not None and
-      classifier.test_accuracy < min_test_accuracy):
-    raise UserError(f"the classifier for {dataset_key!r} reached test accuracy "
-                    f"{classifier.test_accuracy:.4f} < {min_test_accuracy}; train it for more "
-                    "steps or check the images and labels.")
-  payload = flax.serialization.to_bytes(classifier.params)
-  meta = dict(meta, test_accuracy=classifier.test_accuracy,
-              params_sha256=hashlib.sha256(payload).hexdigest())
-  files.atomic_write_bytes(params_path, payload)
-  files.atomic_write_bytes(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-  logger.info("saved classifier for %r to %s", dataset_key, params_path)
-  return classifier, False
-
-
-def _load_cache(params_path: str, meta_path: str, expected: dict) -> ClassifierParams | None:
-  """Returns the cached classifier if the cache entry exists and matches, else None."""
-  if not (os.path.exists(params_path) and os.path.exists(meta_path)):
-    return None
-  try:
-    with open(meta_path, "rb") as f:
-      meta = json.loads(f.read())
-    with open(params_path, "rb") as f:
-      payload = f.read()
-  except (OSError, ValueError) as e:
-    logger.warning("ignoring unreadable classifier cache %s: %s", meta_path, e)
-    return None
-  mismatched = sorted(k for k in expected if meta.get(k) != expected[k])
-  if mismatched:
-    logger.info("classifier cache %s does not match (%s); retraining", meta_path,
-                ", ".join(mismatched))
-    return None
-  if meta.get("params_sha256") != hashlib.sha256(payload).hexdigest():
-    logger.warning("classifier cache %s does not match its parameter file; retraining", meta_path)
-    return None
-  image_shape = tuple(expected["image_shape"])
-  template = jax.eval_shape(SmallCNN(expected["num_classes"]).init, jax.random.PRNGKey(0),
-                            jax.ShapeDtypeStruct((1,) + image_shape, jnp.float32))
-  try:
-    # The inverse of flax.serialization.to_bytes for a plain dict of arrays.
-    params = flax.serialization.msgpack_restore(payload)
-  except Exception as e:  # pylint: disable=broad-except  # msgpack raises assorted types.
-    logger.warning("ignoring unreadable classifier parameters %s: %s", params_path, e)
-    return None
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  want_leaves, want_treedef = jax.tree_util.tree_flatten(template)
-  if treedef != want_treedef or any(
-      np.shape(a) != b.shape for a, b in zip(leaves, want_leaves)):
-    logger.warning("classifier parameters %s have unexpected structure; retraining", params_path)
-    return None
-  acc = meta.get("test_accuracy")
-  return ClassifierParams(params, expected["num_classes"], image_shape,
-                          None if acc is None else float(acc))
-
-
-def _cache_name(dataset_key: str) -> str:
-  """A file-name-safe, collision-free stem for a dataset key."""
-  if not str(dataset_key):
-    raise UserError("dataset_key is empty; pass a name for the dataset, e.g. 'mnist-train'.")
-  slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(dataset_key)).strip("._")[:60] or "dataset"
-  digest = hashlib.sha256(str(dataset_key).encode()).hexdigest()[:10]
-  return f"classifier-{slug}-{digest}"
-
-
-def _fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
-  """SHA-256 of the training data, so a cache entry is tied to the exact data it was fit on."""
-  h = hashlib.sha256()
-  for a in (images, labels):
-    a = np.ascontiguousarray(a)
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.data)
-  return h.hexdigest()
-
-
 def _compiler_options() -> dict[str, Any] | None:
   """XLA options for the classifier's compiled functions.
 
@@ -363,12 +223,6 @@ def _compiler_options() -> dict[str, Any] | None:
   if jax.default_backend() == "cpu":
     return {"xla_backend_optimization_level": 3}
   return None
-
-
-def _cosine_lr(peak: float, step: int, steps: int) -> np.float32:
-  """Cosine decay from ``peak`` to 1% of it over ``steps`` (as optax.cosine_decay_schedule)."""
-  frac = min(step, steps) / steps
-  return np.float32(peak * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * frac))))
 
 
 @functools.lru_cache(maxsize=None)
@@ -453,16 +307,13 @@ def _apply_fn(num_classes: int, return_features: bool):
 def _batched_apply(classifier: ClassifierParams, images, batch_size: int,
                    return_features: bool) -> np.ndarray:
   """Runs the classifier over ``images`` in fixed-size (padded) batches."""
-  images = _as_nhwc(images)
+  images = scale.as_nhwc(images)
   if tuple(images.shape[1:]) != tuple(classifier.image_shape):
     raise UserError(f"images have shape {tuple(images.shape[1:])} but the classifier was trained "
                     f"on {tuple(classifier.image_shape)}; evaluate images of the training shape.")
   # One input dtype (float32 in [0, 1]), so real uint8 and generated float images share one
   # compilation.
-  if images.dtype == np.uint8:
-    images = images.astype(np.float32) / np.float32(255.0)
-  else:
-    images = _to_unit_float_np(images)
+  images = scale.checked_unit(images)
   num = images.shape[0]
   width = FEATURE_DIM if return_features else classifier.num_classes
   if num == 0:
@@ -484,35 +335,7 @@ def _batched_apply(classifier: ClassifierParams, images, batch_size: int,
 
 def _to_unit_float(x: jax.Array) -> jax.Array:
   """Converts uint8 [0, 255] or float [0, 1] images to float32 [0, 1] (inside jit)."""
-  if x.dtype == jnp.uint8:
-    return x.astype(jnp.float32) / 255.0
-  return x.astype(jnp.float32)
-
-
-def _to_unit_float_np(images: np.ndarray) -> np.ndarray:
-  """Checks float images are in [0, 1] (up to a small overshoot) and clips them to it."""
-  images = np.asarray(images, dtype=np.float32)
-  if images.size:
-    if not np.isfinite(images).all():
-      raise UserError("images contain NaN or inf; the generator may have diverged, check the run.")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
-      raise UserError(f"float images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; map "
-                      "[-1, 1] images with (x + 1) / 2, or pass uint8 in [0, 255].")
-  return np.clip(images, 0.0, 1.0)
-
-
-def _as_nhwc(images) -> np.ndarray:
-  """Returns images as a numpy ``[N, H, W, C]`` array (adds C=1 to ``[N, H, W]``)."""
-  images = np.asarray(images)
-  if images.ndim == 3:
-    images = images[..., None]
-  if images.ndim != 4:
-    raise UserError(f"images must have shape [N, H, W, C] or [N, H, W], got {images.shape}; "
-                    "reshape flat images to their height and width.")
-  if not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
-    raise UserError(f"images must be uint8 or float, got {images.dtype}; convert them first.")
-  return images
+  return scale.from_uint8(x, "unit") if x.dtype == jnp.uint8 else x.astype(jnp.float32)
 
 
 def _check_spatial(image_shape) -> None:

@@ -14,10 +14,9 @@ import numpy as np
 
 from gan_jax import config as config_lib
 from gan_jax.core import gan as gan_lib, rng
-from gan_jax.data import pipeline, sources
+from gan_jax.data import pipeline, scale, sources
 from gan_jax.errors import UserError
-from gan_jax.evaluation import classifier as classifier_lib, metrics as metrics_lib, parzen
-from gan_jax.run import plotting
+from gan_jax.evaluation import classifier_cache, metrics as metrics_lib, parzen
 
 # The registry of gan_jax.evaluation.metrics, plus the paper's Parzen log-likelihood.
 PARZEN = "parzen_ll"
@@ -68,7 +67,7 @@ class Evaluator:
       if train.labels is None:
         raise UserError(f"the classifier metrics need labelled data; {train.name} has no labels")
       num_classes = int(train.labels.max()) + 1
-      clf, cached = classifier_lib.get_or_train_classifier(
+      clf, cached = classifier_cache.get_or_train_classifier(
           os.path.join(self.workdir, "classifier"), f"{train.name}-train{len(train.images)}",
           train.images, train.labels, num_classes, test_images=val.images, test_labels=val.labels,
           min_test_accuracy=0.9)
@@ -96,7 +95,7 @@ class Evaluator:
       return values, x[:1000]
     ref = self._image_reference(config) if self.names else None
     x = gan_lib.generate_samples(gan, g_params, key, ref["n"] if ref else 36)
-    images = plotting.to_displayable(x, data.image_shape, data.display_scale)
+    images = scale.to_unit(x, data.image_shape, data.display_scale)
     values = {}
     registered = [n for n in self.names if n != PARZEN]
     if registered:

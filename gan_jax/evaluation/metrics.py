@@ -245,7 +245,7 @@ class _Context:
 
   def _need_classifier(self) -> classifier_lib.ClassifierParams:
     if self.classifier is None:
-      raise UserError("image metrics need a classifier; pass classifier=get_or_train_classifier"
+      raise UserError("image metrics need a classifier; pass classifier=classifier_cache.get_or_train_classifier"
                       "(...)[0] from gan_jax.evaluation.classifier.")
     return self.classifier
 

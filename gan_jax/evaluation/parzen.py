@@ -17,7 +17,7 @@ one [batch_size, sample_batch_size] block, whatever M and N are.
 
 Command line (MNIST, the paper's protocol):
 
-  python -m gan_jax.evaluation.parzen --samples=samples.npy --dataset_dir=../shared/data/mnist
+  python -m gan_jax.evaluation.parzen --samples=samples.npy    # MNIST from ~/gan_jax_data/mnist
 
 JAX is imported inside the functions that use it, so that the command line rejects bad input in
 a fraction of a second instead of after JAX's import (about 2 s).
@@ -355,8 +355,10 @@ def load_mnist_splits(dataset_dir: str, num_train: int, num_validation: int,
   if num_test > len(test_images):
     raise UserError(f"--num_test={num_test} but the test split has {len(test_images)} images")
 
+  from gan_jax.data import scale  # pylint: disable=import-outside-toplevel
+
   def flat(images):
-    return images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
+    return scale.from_uint8(images.reshape(images.shape[0], -1), "unit")
 
   return flat(pool[:num_validation]), flat(test_images[:num_test])
 
@@ -366,7 +368,9 @@ def _define_flags():
   from absl import flags  # pylint: disable=import-outside-toplevel
 
   flags.DEFINE_string("samples", None, "Path to an .npy file of N x 784 samples in [0, 1].")
-  flags.DEFINE_string("dataset_dir", "../shared/data/mnist", "Directory with the MNIST IDX files.")
+  flags.DEFINE_string("dataset_dir", "", "Directory with the MNIST IDX files (default: "
+                      "$GAN_JAX_DATA/mnist or ~/gan_jax_data/mnist, where `python -m gan_jax.data.fetch "
+                      "mnist` puts them).")
   flags.DEFINE_integer("num_train", 50000, "Training images before the validation pool.")
   flags.DEFINE_integer("num_validation", 1000, "Validation images used to select sigma.")
   flags.DEFINE_integer("num_test", 10000, "Test images scored at the selected sigma.")
@@ -383,7 +387,9 @@ def _run(flag_values) -> ParzenResult:
     raise UserError(f"--json_out={flag_values.json_out}: folder {json_dir} does not exist; "
                     "create it or pass another path")
   samples = load_samples(flag_values.samples)
-  validation, test = load_mnist_splits(flag_values.dataset_dir, flag_values.num_train,
+  from gan_jax.data import paths  # pylint: disable=import-outside-toplevel
+  dataset_dir = flag_values.dataset_dir or paths.default_dir("mnist")
+  validation, test = load_mnist_splits(dataset_dir, flag_values.num_train,
                                        flag_values.num_validation, flag_values.num_test)
 
   import jax  # pylint: disable=import-outside-toplevel
@@ -392,7 +398,7 @@ def _run(flag_values) -> ParzenResult:
     print(line, flush=True)
 
   log(f"{samples.shape[0]} samples from {flag_values.samples}; {validation.shape[0]} validation "
-      f"and {test.shape[0]} test images from {flag_values.dataset_dir} "
+      f"and {test.shape[0]} test images from {dataset_dir} "
       f"(backend: {jax.default_backend()})")
   t0 = time.perf_counter()
   result = evaluate(samples, validation, test, batch_size=flag_values.batch_size, log_fn=log)
@@ -413,22 +419,14 @@ def _run(flag_values) -> ParzenResult:
 
 
 def main(argv):
-  """Entry point for absl.app: prints a one-line error and exits with code 2 on bad input."""
+  """Entry point: `gan_jax.cli.run` turns a UserError into one `error:` line and exit code 2."""
+  del argv  # cli.run refuses stray arguments
   from absl import flags  # pylint: disable=import-outside-toplevel
-
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}; pass everything as --flag=value",
-          file=sys.stderr)
-    sys.exit(2)
-  try:
-    _run(flags.FLAGS)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  _run(flags.FLAGS)
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=import-outside-toplevel
+  from gan_jax import cli  # pylint: disable=import-outside-toplevel
 
   _define_flags()
-  app.run(main)
+  sys.exit(cli.run(main))
