@@ -18,7 +18,7 @@ from gan_jax.core import build
 from gan_jax.run import checkpoint
 from gan_jax.errors import UserError
 from gan_jax.evaluation import parzen
-from gan_jax.paper import figure1, figures, nearest, run as run_lib, table1, trajectory
+from gan_jax.paper import figure1, figures, nearest, run as run_lib, table1, theory, trajectory
 
 SIZES = {"num_samples": 200, "num_validation": 100, "num_test": 100}
 
@@ -148,35 +148,96 @@ def test_figures_2_and_3_show_samples_with_their_nearest_training_example(run, t
   assert np.any(np.all(np.abs(image - [1.0, 0.8, 0.0]) < 0.02, axis=-1))
 
 
-def test_figure1_draws_four_panels_and_d_approaches_d_star(tmp_path):
-  config = load_config("toy_1d", "smoke")
+def test_figure1_trains_d_to_d_star_and_ends_with_d_near_half(tmp_path):
+  config = figure1.load_config(os.path.join(REPO, "experiments", "paper", "figure1_1d.py") + ":smoke")
   config.parallel.mode = "none"
   out = str(tmp_path / "figure1.png")
-  record = figure1.make_figure1(config, out, steps_a=40, steps_d=400, steps_g=5, steps_end=40,
-                                log=lambda _: None)
+  record = figure1.make_figure1(config, out, steps_a=400, steps_d=2000, steps_g=20, steps_end=1600,
+                                log=lambda _: None, d_tolerance=0.1, half_tolerance=0.1)
   panels = record["panels"]
   assert sorted(panels) == ["a", "b", "c", "d"]
-  # Proposition 1 through the figure's own measurements: D trained alone approaches D*.
-  assert panels["b"]["mean_abs_d_minus_d_star"] < 0.1
-  assert panels["b"]["mean_abs_d_minus_d_star"] < panels["a"]["mean_abs_d_minus_d_star"]
+  # Proposition 1 through the figure's own measurements: D trained alone reaches D* on the support.
+  assert record["checks"]["d_matches_d_star"] and panels["b"]["max_abs_d_minus_d_star"] <= 0.1
+  assert record["steps_d"] == record["d_steps_trace"][-1][0] <= 2000
+  assert panels["b"]["max_abs_d_minus_d_star"] < panels["a"]["max_abs_d_minus_d_star"]
   assert panels["b"]["jsd"] == panels["a"]["jsd"]  # G was frozen
+  assert panels["d"]["jsd"] < panels["a"]["jsd"]
+  lo, hi = panels["d"]["support_x"]
+  assert lo < 2.0 < hi and panels["d"]["support_points"] > 100
   import matplotlib.image  # pylint: disable=import-outside-toplevel
   image = matplotlib.image.imread(out)
   assert image.shape[1] > 3 * image.shape[0]  # four panels side by side
-  assert json.load(open(out[:-4] + ".json", encoding="utf-8"))["panels"]["b"] == panels["b"]
+  saved = json.load(open(out[:-4] + ".json", encoding="utf-8"))
+  assert saved["panels"]["b"] == panels["b"] and saved["checks"] == record["checks"]
+
+
+def test_figure1_measures_p_g_exactly_and_takes_d_star_from_theory():
+  """p_g of an affine G of Gaussian noise is N(b, a^2); the figure's p_g, D* and JSD agree with
+  that density through gan_jax.paper.theory."""
+  from gan_jax.core import build  # pylint: disable=import-outside-toplevel
+  config = figure1.load_config(os.path.join(REPO, "experiments", "paper", "figure1_1d.py") + ":smoke")
+  config.parallel.mode = "none"
+  _, gan, state = build.setup(config)
+  g = {"output": {"kernel": np.array([[0.6]], np.float32), "bias": np.array([1.5], np.float32)}}
+  edges = np.linspace(-1.0, 5.0, 601)
+  m = figure1.measure(gan, g, state.d_params, edges, "gaussian")
+  p_g = np.exp(theory.gaussian_log_pdf(m["grid"], 1.5, 0.6))
+  np.testing.assert_allclose(m["p_g"], p_g, atol=2e-3 * p_g.max())
+  np.testing.assert_allclose(m["d_star"], theory.optimal_discriminator(m["p_data"], m["p_g"]))
+  jsd = theory.jensen_shannon(lambda x: theory.gaussian_log_pdf(x, 2.0, 0.5),
+                              lambda x: theory.gaussian_log_pdf(x, 1.5, 0.6), -1.0, 5.0)
+  assert m["jsd"] == pytest.approx(jsd, abs=1e-3)
+  assert m["g_mean"] == pytest.approx(1.5, abs=1e-3) and m["g_std"] == pytest.approx(0.6, abs=1e-3)
+
+
+@pytest.mark.parametrize("precision,marker", [("float32", "operand_precision={highest,highest}"),
+                                              ("tensorfloat32", "operand_precision={high,high}"),
+                                              ("default", None)])
+def test_precision_reaches_the_compiled_training_program(precision, marker, tmp_path, monkeypatch):
+  from gan_jax import parallel, train  # pylint: disable=import-outside-toplevel
+  texts = set()
+  compiled = parallel.Runner.compiled
+
+  def spy(self, *args, **kwargs):
+    fn = compiled(self, *args, **kwargs)
+    texts.add(fn.as_text())
+    return fn
+
+  monkeypatch.setattr(parallel.Runner, "compiled", spy)
+  config = load_config("toy_1d", "smoke")
+  config.parallel.mode, config.num_steps, config.precision = "none", 10, precision
+  summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["matmul_precision"] == precision and texts
+  for text in texts:  # every dot of the step (G's and D's dense layers, forward and backward)
+    dots = [line for line in text.splitlines() if " dot(" in line]
+    assert dots
+    if marker:
+      assert all(marker in line for line in dots), dots[0]
+    else:
+      assert not any("operand_precision" in line for line in dots), dots[0]
+
+
+def test_paper_configs_pin_float32_matmuls():
+  for name in ("mnist_paper", "cifar10_fc", "cifar10_conv"):
+    assert load_config(name).precision == "float32", name
+  assert load_config("toy_1d").precision == "default"
 
 
 @pytest.mark.parametrize("module,args,message", [
     ("table1", ["--workdir=/nonexistent/run"], "--workdir=/nonexistent/run does not exist"),
     ("figure1", ["--out=figure1.txt"], "must name a .png file"),
+    ("main", ["--config=experiments/configs/toy_1d.py:smoke", "--workdir=runs/never_written",
+              "--config.precision=float64"], "config key precision must be one of default, float32"),
 ])
 def test_user_mistakes_are_one_line(module, args, message):
-  proc = subprocess.run([sys.executable, "-m", f"gan_jax.paper.{module}", *args], cwd=REPO,
+  module = "gan_jax.main" if module == "main" else f"gan_jax.paper.{module}"
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
                         env=subprocess_env(1), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2
   assert "Traceback" not in proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and message in errors[0], proc.stderr[-1000:]
+  assert not os.path.exists(os.path.join(REPO, "runs", "never_written"))
 
 
 def test_reader_refuses_an_empty_workdir(tmp_path):

@@ -28,6 +28,8 @@ def get_config(smoke: str = ""):
   c.num_steps = 156_000  # 500 epochs of 312 batches
   c.batch_size = 128
   c.update_mode = "simultaneous"
+  # Full float32 matmuls, as the reference code computed (no TF32 or bfloat16 passes on a GPU).
+  c.precision = "float32"
   c.k_disc_steps = 1
   c.steps_per_dispatch = 312
   c.log_every = 312

@@ -29,6 +29,8 @@ def get_config(smoke: str = ""):
   c.num_steps = 200_000  # 500 epochs of 400 batches
   c.batch_size = 100
   c.update_mode = "simultaneous"
+  # Full float32 matmuls, as the reference code computed (no TF32 or bfloat16 passes on a GPU).
+  c.precision = "float32"
   c.k_disc_steps = 1
   c.steps_per_dispatch = 400
   c.log_every = 400

@@ -28,6 +28,8 @@ def get_config(smoke: str = ""):
   c.num_steps = 1_000_000  # 2,000 epochs of 500 batches; the paper does not record its stopping epoch
   c.batch_size = 100
   c.update_mode = "simultaneous"
+  # Full float32 matmuls, as the reference code computed (no TF32 or bfloat16 passes on a GPU).
+  c.precision = "float32"
   c.k_disc_steps = 1
   c.steps_per_dispatch = 500
   c.log_every = 500

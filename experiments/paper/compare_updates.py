@@ -1,7 +1,6 @@
 """Algorithm 1's alternating update against the reference code's simultaneous one, on the MNIST model.
 
-  python experiments/paper/compare_updates.py --out=runs/paper_updates --epochs=10 \
-      --dataset_dir=../shared/data/mnist
+  python experiments/paper/compare_updates.py --out=runs/paper_updates --epochs=10
 
 Trains `experiments/configs/mnist_paper.py` twice for --epochs epochs, identical but for
 `update_mode` ('simultaneous': D's and G's gradients from one batch and one set of samples, applied
@@ -35,7 +34,8 @@ _COLORS = {"simultaneous": "tab:blue", "alternating": "tab:red"}
 flags.DEFINE_string("out", "runs/paper_updates", "Folder for the two runs and the comparison.")
 flags.DEFINE_integer("epochs", 10, "Epochs per run (500 iterations each).")
 flags.DEFINE_integer("checkpoint_epochs", 2, "Epochs between checkpoints (each is Parzen-scored).")
-flags.DEFINE_string("dataset_dir", "../shared/data/mnist", "The MNIST IDX folder.")
+flags.DEFINE_string("dataset_dir", "", "The MNIST IDX folder (default: the config's, "
+                    "$GAN_JAX_DATA/mnist or ~/gan_jax_data/mnist).")
 flags.DEFINE_integer("seed", 0, "The runs' seed.")
 flags.DEFINE_integer("num_samples", 10000, "Parzen samples per checkpoint (the paper: 10,000).")
 
@@ -51,7 +51,8 @@ def _config(mode: str, epochs: int, checkpoint_epochs: int, dataset_dir: str, se
   steps_per_epoch = c.data.num_train // c.batch_size
   c.update_mode = mode
   c.seed = seed
-  c.data.dir = dataset_dir
+  if dataset_dir:
+    c.data.dir = dataset_dir
   c.num_steps = epochs * steps_per_epoch
   c.log_every = 100
   c.steps_per_dispatch = 100
@@ -132,7 +133,7 @@ def main(argv):
   f = flags.FLAGS
   if f.epochs < 1 or f.checkpoint_epochs < 1:
     raise UserError("--epochs and --checkpoint_epochs must be >= 1")
-  if not os.path.isdir(f.dataset_dir):
+  if f.dataset_dir and not os.path.isdir(f.dataset_dir):
     raise UserError(f"--dataset_dir={f.dataset_dir} is not a folder; pass the MNIST IDX folder")
   runs, train_s = {}, {}
   for mode in MODES:
@@ -141,7 +142,7 @@ def main(argv):
     print(f"== {mode}: {f.epochs} epochs in {workdir}", flush=True)
     summary = train.train_and_evaluate(config, workdir)
     train_s[mode] = _timing(workdir, summary)
-    traj = trajectory.run_trajectory(workdir, f.dataset_dir, num_samples=f.num_samples)
+    traj = trajectory.run_trajectory(workdir, f.dataset_dir or None, num_samples=f.num_samples)
     runs[mode] = {"records": logs.read_metrics(workdir), "parzen": traj["points"], "steps_per_epoch": spe}
   plot(runs, os.path.join(f.out, "comparison.png"), f.epochs)
   info = {"epochs": f.epochs, "steps": f.epochs * spe, "date": datetime.date.today().isoformat(),

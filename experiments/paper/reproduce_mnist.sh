@@ -4,10 +4,11 @@
 #
 #   experiments/paper/reproduce_mnist.sh [DATA_DIR] [RUN_DIR]
 #
-# DATA_DIR: the MNIST IDX folder (default ../shared/data/mnist); RUN_DIR: default runs/mnist_paper.
-# On one H100 the 2,000-epoch run takes minutes (PAPER.md); on 2 CPU cores it takes days.
+# DATA_DIR: the MNIST IDX folder (default: $GAN_JAX_DATA/mnist, or ~/gan_jax_data/mnist, where
+# `python -m gan_jax.data.fetch mnist` puts it); RUN_DIR: default runs/mnist_paper.
+# On one accelerator the 2,000-epoch run takes minutes (docs/PAPER.md); on 2 CPU cores it takes days.
 set -euo pipefail
-DATA="${1:-../shared/data/mnist}"
+DATA="${1:-${GAN_JAX_DATA:-$HOME/gan_jax_data}/mnist}"
 RUN="${2:-runs/mnist_paper}"
 PY="${PYTHON:-python}"
 

@@ -30,7 +30,8 @@ def _experiment_config(name: str):
 
 
 def bench_config(model: str, compute_dtype: str = "float32", quick: bool = False, batch_size: int = 0):
-  """The config a benchmark row trains: the experiment config of `model`, parallel mode 'none'.
+  """The config a benchmark row trains: the experiment config of `model`, parallel mode 'none'; its
+  `precision` (the paper MLP's float32) is what `timing.build_cases` compiles the row at.
 
   Args:
     model: a name from `MODELS`.
@@ -43,6 +44,8 @@ def bench_config(model: str, compute_dtype: str = "float32", quick: bool = False
   c = _experiment_config("mnist_paper" if model == "mnist_mlp" else "dcgan_32")
   c.parallel.mode = "none"
   c.model.compute_dtype = compute_dtype
+  if compute_dtype == "bfloat16":
+    c.precision = "default"  # bfloat16 inputs: a float32 matmul precision would not apply
   if quick and model == "dcgan32":
     c.model.g_channels = tuple(w // QUICK_WIDTH_DIVISOR for w in c.model.g_channels)
     c.model.d_channels = tuple(w // QUICK_WIDTH_DIVISOR for w in c.model.d_channels)

@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from gan_jax import parallel, vmap
+from gan_jax import config as config_lib, parallel, vmap
 from gan_jax.bench.reference import make_bare
 from gan_jax.bench.configs import MODELS, MODES, bench_config, synthetic_data
 from gan_jax.bench.flops import flops_per_iteration, matmul_peak_flops
@@ -103,17 +103,26 @@ def _bare_case(model, mode, config, data, num_steps, calls):
               compile_s=compile_s)
 
 
-def build_cases(model, modes, seeds, steps_per_dispatch, quick, num_examples=None, batch_size=0, log=print):
-  """The benchmark rows of `model` for `modes`, compiled (compile time recorded per row)."""
-  dtypes = ["float32"] + (["bfloat16"] if "bf16" in modes else [])
+def build_cases(model, modes, seeds, steps_per_dispatch, quick, num_examples=None, batch_size=0, log=print,
+                dtypes=None, adjust=None):
+  """The benchmark rows of `model` for `modes`, compiled (compile time recorded per row).
+
+  With `dtypes` (e.g. ['bfloat16'], `gan_jax.bench.agenda`), every trainer mode of `modes` (step,
+  scan, vmap) and its bare ceilings are built in each of those compute dtypes. `adjust(config)`, if
+  given, edits each dtype's config in place first (the agenda's dry run shrinks the models).
+  """
+  every_mode = dtypes is not None
+  dtypes = dtypes or ["float32"] + (["bfloat16"] if "bf16" in modes else [])
   cases = []
   for dtype in dtypes:
     config = bench_config(model, dtype, quick, batch_size)
+    if adjust:
+      adjust(config)
     config.steps_per_dispatch = steps_per_dispatch
     n = num_examples or config.data.num_train
     data = synthetic_data(config, n)
     todo = []
-    if dtype == "float32":
+    if dtype == "float32" or every_mode:
       if "step" in modes:
         todo.append(("step", lambda: _trainer_case(model, "step", config, data, 1, steps_per_dispatch)))
       if "scan" in modes:
@@ -125,11 +134,12 @@ def build_cases(model, modes, seeds, steps_per_dispatch, quick, num_examples=Non
       todo.append(("bf16", lambda: _trainer_case(model, "bf16", config, data, steps_per_dispatch, 1)))
     if "bare" in modes:
       todo.append(("bare", lambda: _bare_case(model, "bare", config, data, steps_per_dispatch, 1)))
-      if "step" in modes and dtype == "float32" and steps_per_dispatch > 1:  # else `bare` has no loop
+      if "step" in modes and (dtype == "float32" or every_mode) and steps_per_dispatch > 1:  # else `bare` has no loop
         todo.append(("bare_step", lambda: _bare_case(model, "bare_step", config, data, 1, steps_per_dispatch)))
     for name, make in todo:
       t0 = time.perf_counter()
-      case = make()
+      with config_lib.matmul_precision(config):  # compiled at the config's precision, as the trainer
+        case = make()
       cases.append(case)
       log(f"  compiled {model}/{name} ({dtype}) in {case.compile_s:.1f} s "
           f"[{time.perf_counter() - t0:.1f} s with setup]")

@@ -76,7 +76,7 @@ def _save_mosaic(mosaic: np.ndarray, path: str, title: str, caption: str, xlabel
 
 def figure2(reader, state, step: int, path: str, rows: int = 4, cols: int = 5, seed: int = 0) -> dict:
   """Samples with the nearest training example of each row's last sample; returns measurements."""
-  from gan_jax.run import plotting  # pylint: disable=import-outside-toplevel
+  from gan_jax.data import scale  # pylint: disable=import-outside-toplevel
   from gan_jax.paper import nearest  # pylint: disable=import-outside-toplevel
 
   data = reader.data
@@ -88,7 +88,7 @@ def figure2(reader, state, step: int, path: str, rows: int = 4, cols: int = 5, s
   _, all_dist = nearest.nearest_neighbours(samples, flat_train)
   validation, _ = reader.eval_splits(rows * cols, 1)
   _, val_dist = nearest.nearest_neighbours(validation, flat_train)
-  show = lambda x: _rgb(plotting.to_displayable(x, data.image_shape, data.display_scale))
+  show = lambda x: _rgb(scale.to_unit(x, data.image_shape, data.display_scale))
   grid = show(samples).reshape((rows, cols) + show(samples[:1]).shape[1:])
   neighbours = show(flat_train[idx])
   mosaic, centres = _mosaic([list(grid[r]) + [neighbours[r]] for r in range(rows)], frame_last=True)
@@ -110,14 +110,14 @@ def figure3(reader, state, step: int, path: str, rows: int = 6, steps: int = 12,
   """Rows of G(z) for z on straight lines between random pairs of noise vectors."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from gan_jax.run import plotting  # pylint: disable=import-outside-toplevel
+  from gan_jax.data import scale  # pylint: disable=import-outside-toplevel
 
   gan, data = reader.gan, reader.data
   z = gan.noise_batch(jax.random.fold_in(jax.random.PRNGKey(seed), 3), 2 * rows)
   t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
   line = (1 - t) * z[:rows, None] + t * z[rows:, None]  # [rows, steps, noise_dim]
   x = np.asarray(jax.jit(gan.generate)(state.g_params, line.reshape(rows * steps, -1)))
-  ims = _rgb(plotting.to_displayable(x, data.image_shape, data.display_scale))
+  ims = _rgb(scale.to_unit(x, data.image_shape, data.display_scale))
   ims = ims.reshape((rows, steps) + ims.shape[1:])
   _save_mosaic(
       _mosaic([list(r) for r in ims])[0], path, f"Figure 3: interpolation in z ({data.name}, step {step:,})",

@@ -1,12 +1,9 @@
 """The paper kit's run access: the public run reader (gan_jax.run.reader) limited to image runs, and
 the record-keeping every paper command shares (where it ran, files written all or nothing)."""
 
-import os
-
-import jax
-
 from gan_jax.errors import UserError
 from gan_jax.run import files
+from gan_jax.run.environment import device_description  # pylint: disable=unused-import  (the paper kit's records)
 from gan_jax.run.reader import RunReader
 
 
@@ -17,14 +14,6 @@ def image_run(workdir: str, data_dir: str | None = None) -> RunReader:
     raise UserError(f"{workdir} was trained on toy data ({reader.config.data.name}); the paper's "
                     "image evaluations need an image run (figure1 draws toy runs)")
   return reader
-
-
-def device_description() -> str:
-  """What ran the computation, for the record: e.g. 'cpu (2 cores)' or 'gpu: NVIDIA H100 80GB HBM3'."""
-  backend = jax.default_backend()
-  if backend == "cpu":
-    return f"cpu ({os.cpu_count()} cores)"
-  return f"{backend}: {jax.devices()[0].device_kind}"
 
 
 def write_text(path: str, text: str) -> str:

@@ -1,7 +1,7 @@
 """Table 1 of the paper for a trained run: its Parzen log-likelihood beside the paper's rows.
 
   python -m gan_jax.paper.table1 --workdir=runs/mnist_paper [--step=N] \
-      [--dataset_dir=../shared/data/mnist] [--out=docs/table1.md]
+      [--dataset_dir=MNIST_FOLDER] [--out=docs/table1.md]
 
 Restores the checkpoint (the newest, or --step), draws 10,000 samples, and runs the paper's protocol
 (gan_jax.evaluation.parzen: sigma from logspace(-1, 0, 10) chosen on the first 1,000 of
