@@ -7,20 +7,22 @@ on a workdir that has checkpoints resumes the run.
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from gan_jax import cli
+from gan_jax import cli, validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (Python).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and samples.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start in a --workdir that holds other files (not a "
+                               "run to resume): they are moved to WORKDIR/previous_<time>/, not deleted.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses stray arguments
+  validation.validate(_CONFIG.value)  # before JAX starts and before the workdir is touched
   from gan_jax import train  # pylint: disable=g-import-not-at-top
-  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   logging.info("done: %s", summary)
   print(f"trained to step {summary['step']} in {summary['wall_time_s']:.1f} s "
         f"({summary['iters_per_s']} it/s); outputs in {_WORKDIR.value}")

@@ -24,6 +24,7 @@ Everything the loop writes lives in `workdir`:
 
 import contextlib
 import functools
+import json
 import os
 import time
 
@@ -32,13 +33,18 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import parallel
-from gan_jax.core import build, gan as gan_lib
-from gan_jax.run import checkpoint, environment, files, logs, plotting, signals
-from gan_jax.data import pipeline
+from gan_jax import parallel, validation
+from gan_jax.core import build, gan as gan_lib, nets
+from gan_jax.run import checkpoint, environment, files, logs, plotting, reader, signals
+from gan_jax.run import workdir as workdir_lib
+from gan_jax.data import pipeline, scale
+from gan_jax.evaluation import periodic
+from gan_jax.config import matmul_precision
 from gan_jax.errors import UserError
 
 _CURVES = ("d_loss", "g_loss", "d_real", "d_fake")
+# Optimizer settings changed when resuming, one JSON line per resume (gan_jax.run.checkpoint).
+ADJUSTMENTS_FILE = "adjustments.jsonl"
 
 
 class NonFiniteError(UserError):
@@ -47,28 +53,6 @@ class NonFiniteError(UserError):
   A `UserError` because the fix is the user's (a lower learning rate, other data), so the command line
   prints it as one `error:` line.
   """
-
-
-def _prepare_workdir(workdir: str) -> str:
-  if not workdir:
-    raise UserError("no workdir given: pass --workdir=DIR (a new folder starts a run, an old one resumes it)")
-  workdir = os.path.abspath(workdir)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{os.getpid()}")
-    with open(probe, "w", encoding="utf-8") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir} ({e.strerror}): choose a writable --workdir") from None
-  return workdir
-
-
-def _check_config(config):
-  for key in ("num_steps", "steps_per_dispatch", "log_every", "sample_every", "checkpoint_every",
-              "keep_checkpoints"):
-    if config[key] < 1:
-      raise UserError(f"{key} must be >= 1, got {config[key]}")
 
 
 def _first_nonfinite(metrics: dict, first_step: int):
@@ -90,7 +74,8 @@ def _first_nonfinite(metrics: dict, first_step: int):
 
 def _first_nonfinite_state(state: gan_lib.GANState):
   """The name of the first part of a host state holding a NaN or Inf, or None."""
-  for name in ("g_params", "d_params", "g_opt_state", "d_opt_state"):
+  for name in ("g_params", "d_params", "g_opt_state", "d_opt_state", "ema_params", "g_batch_stats",
+               "d_batch_stats"):
     for leaf in jax.tree.leaves(getattr(state, name)):
       a = np.asarray(leaf)
       if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
@@ -102,44 +87,78 @@ def _nonfinite_message(name: str, step: int, last_good) -> str:
   kept = (f"the last good checkpoint (step {last_good}) is intact and a rerun resumes from it"
           if last_good is not None else "no checkpoint had been saved")
   return (f"non-finite {name} (NaN or Inf) at step {step}: training stopped and saved nothing; {kept}. "
-          "Lower the learning rate or check the data")
+          "Lower the learning rate (a resumed run may change optimizer.g_lr and optimizer.d_lr, e.g. "
+          "--config.optimizer.d_lr=1e-4 on the same command) or check the data")
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _generate(gan, g_params, z):
+def _generate(gan, g_params, z, labels=None, batch_stats=None):
   # Module level, keyed on the (hashable) GAN: `jax.jit(gan.generate)` made afresh at every sample
   # step would compile again each time.
-  return gan.generate(g_params, z)
+  if labels is None and batch_stats is None:
+    return gan.generate(g_params, z)
+  return gan.generate(g_params, z, labels, batch_stats)
 
 
-def save_samples(gan, g_params, z, data: pipeline.Data, path: str, title: str, toy_d_fn=None):
-  """Writes the sample grid (images) or scatter/histogram (toy data) for fixed noise `z`."""
-  x = np.asarray(_generate(gan, g_params, z))
+def save_samples(gan, g_params, z, data: pipeline.Data, path: str, title: str, toy_d_fn=None,
+                 batch_stats=None):
+  """Writes the sample grid (images) or scatter/histogram (toy data) for fixed noise `z`.
+
+  `g_params` may be a whole (host) `GANState`: G's sampling variables are then taken from it (the
+  moving average when `ema` is on). A class-conditional G draws one row per class.
+  """
+  if isinstance(g_params, gan_lib.GANState):
+    g_params, batch_stats = gan.sampling_variables(g_params)
+  labels, cols = nets.grid_labels(gan.num_classes, len(z))
+  x = np.asarray(_generate(gan, g_params, z, labels, batch_stats))
   if data.image_shape is None:
     return plotting.save_toy_samples(x, path, title, toy=data.sampler.toy, d_fn=toy_d_fn)
-  imgs = plotting.to_displayable(x, data.image_shape, data.display_scale)
-  return plotting.save_grid(imgs, path, title=title)
+  imgs = scale.to_unit(x, data.image_shape, data.display_scale)
+  return plotting.save_grid(imgs, path, ncol=cols, title=title)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
   """Trains the GAN described by `config`, writing everything to `workdir`; resumes if it can.
+
+  Args:
+    config: the run's config.
+    workdir: its folder: new or empty to start, a run's to resume (gan_jax.run.workdir).
+    overwrite: start in a folder that holds other files, moving them to `previous_<time>/` in it.
 
   Returns:
     The summary (also written to `workdir/summary.json`); `stopped_by` names the signal of a
     preempted run.
 
   Raises:
-    UserError: bad config, data or workdir; a checkpoint that does not match the config or that
-      cannot be read.
+    UserError: bad config, data or workdir (in use by another run, or holding files that are not a
+      run); a checkpoint that does not match the config or that cannot be read; a full or unwritable
+      disk (the last good checkpoint is kept).
     NonFiniteError: a loss, gradient or parameter became non-finite (the last good checkpoint is kept).
   """
+  try:
+    return _train_and_evaluate(config, workdir, overwrite)
+  except OSError as e:
+    reason = checkpoint.disk_error(e)
+    if reason is None:
+      raise
+    where = os.path.abspath(workdir)
+    steps = reader.checkpoint_steps(where)
+    kept = f"the last good checkpoint (step {steps[-1]}) is intact" if steps else "no checkpoint was saved"
+    raise UserError(f"cannot use {e.filename or where}: {reason}; {kept}. Free space (or fix the "
+                    "folder's permissions) and run the same command to resume") from None
+
+
+def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
   t_start = time.perf_counter()
   with contextlib.ExitStack() as stack:
     stop = stack.enter_context(signals.StopSignals(raise_on=2))  # first: a signal during set-up also stops cleanly
-    _check_config(config)
+    validation.validate(config)
+    stack.enter_context(matmul_precision(config))  # every program of the run compiles at config.precision
     parallel.maybe_initialize_distributed(config.parallel)
-    workdir = _prepare_workdir(workdir)
     is_main = jax.process_index() == 0
+    workdir, lock, _ = workdir_lib.open_workdir(workdir, overwrite, is_main)
+    if lock is not None:
+      stack.callback(lock.release)
 
     # ---------------------------------------------------------------- set-up and resume
     data, gan, state = build.setup(config)
@@ -150,6 +169,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if restored is not None:
       state = restored
       logging.info("resuming from the checkpoint at step %d in %s", int(state.step), ckpt.directory)
+      if ckpt.adjusted and is_main:
+        logging.warning("resuming with changed optimizer settings: %s (recorded in %s)",
+                        "; ".join(ckpt.adjusted), ADJUSTMENTS_FILE)
+        with open(os.path.join(workdir, ADJUSTMENTS_FILE), "a", encoding="utf-8") as f:
+          f.write(json.dumps({"step": int(state.step), "changes": ckpt.adjusted}) + "\n")
     else:
       logging.info("no checkpoint in %s: starting at step 0", ckpt.directory)
     start_step = step = int(state.step)
@@ -164,6 +188,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = runner.put(state)
     progress = logs.Progress(config.num_steps, step)
     stack.callback(progress.close)
+    evaluator = None
+    if config.get("eval_every", 0):
+      evaluator = periodic.PeriodicEvaluator(config, data, workdir, start_step, is_main)
+      stack.callback(evaluator.close)
     pending = []  # (first step, metrics on device) of dispatches not yet checked and logged
 
     def flush():
@@ -188,7 +216,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if bad:
         raise NonFiniteError(_nonfinite_message(bad, step, ckpt.latest_step()))
       writer.flush()  # the logs up to `step` reach the disk before the checkpoint that vouches for them
+      first = not ckpt.all_steps()
       ckpt.save(step, host, config)
+      if first and is_main:
+        workdir_lib.write_marker(workdir, checkpointed=True)
 
     def ends_at(s, every):
       """Whether step `s` is one of an `every`-steps event (log, sample grid, checkpoint)."""
@@ -196,9 +227,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     def next_event(s):
       ends = [config.num_steps]
-      for every in (config.log_every, config.sample_every, config.checkpoint_every):
-        ends.append((s // every + 1) * every)
+      for every in (config.log_every, config.sample_every, config.checkpoint_every, config.get("eval_every", 0)):
+        if every:
+          ends.append((s // every + 1) * every)
       return min(ends)
+
+    def evaluating(s):
+      return evaluator is not None and ends_at(s, config.eval_every)
 
     # ---------------------------------------------------------------- training
     t_loop, excluded_s, excluded_steps = time.perf_counter(), 0.0, 0
@@ -215,19 +250,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         excluded_s, excluded_steps = excluded_s + time.perf_counter() - t0, excluded_steps + n
         progress.restart_clock(step)
       at = functools.partial(ends_at, step)
-      if not (at(config.log_every) or at(config.sample_every) or at(config.checkpoint_every)):
+      if not (at(config.log_every) or at(config.sample_every) or at(config.checkpoint_every) or evaluating(step)):
         continue
       last = flush()  # waits for the device: training time ends here, file writing starts
       t_io = time.perf_counter()
       if at(config.log_every):
         writer.write(step, last)
         progress.update(step, {k: last[k] for k in _CURVES if k in last})
-      if at(config.sample_every) and is_main:
-        path = save_samples(gan, runner.get(state.g_params), z_fixed, data,
-                            os.path.join(workdir, "samples", f"step_{step:07d}.png"), f"step {step}")
-        files.atomic_copy(path, os.path.join(workdir, "samples.png"))
-      if at(config.checkpoint_every):
+      if at(config.checkpoint_every):  # first: what a full disk must not cost is the state
         save_checkpoint()
+      if at(config.sample_every) and is_main:
+        g_vars, g_stats = runner.get(gan.sampling_variables(state))
+        path = save_samples(gan, g_vars, z_fixed, data, os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                            f"step {step}", batch_stats=g_stats)
+        files.atomic_copy(path, os.path.join(workdir, "samples.png"))
+        writer.write_image(step, "samples", path)
+      if evaluating(step):
+        writer.write(step, evaluator(step, gan, runner.get(state), config), jsonl=False)
       excluded_s += time.perf_counter() - t_io
     last = flush()
     jax.block_until_ready(state)
@@ -254,17 +293,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "parallel_mode": runner.mode,
       "num_devices": runner.num_devices,
       "device": jax.devices()[0].device_kind,
+      "matmul_precision": config.get("precision", "default"),
       "versions": environment.versions(),
       "resumed_from": start_step,
+      "adjusted_on_resume": ckpt.adjusted,
       "stopped_by": stop.signal,
   }
+  if evaluator is not None:
+    summary["eval"] = evaluator.records[-1] if evaluator.records else None
+    summary["best"] = evaluator.best
   if is_main:
     records = logs.read_metrics(workdir)
     if records:
       plotting.save_curves(records, os.path.join(workdir, "curves.png"), title=data.name)
+    if evaluator is not None:
+      evaluator.plot()
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
     if not os.path.exists(path):  # the loop samples at its last step; a stopped run's last is another
-      save_samples(gan, final.g_params, z_fixed, data, path, f"step {step}")
+      save_samples(gan, final, z_fixed, data, path, f"step {step}")
     files.atomic_copy(path, os.path.join(workdir, "samples.png"))
     files.atomic_write_json(os.path.join(workdir, "summary.json"), summary, indent=2)
   return summary

@@ -35,11 +35,8 @@ def subprocess_env(devices: int = 1) -> dict:
 
 def load_config(name: str, arg: str = "smoke"):
   """`experiments/configs/NAME.py`'s `get_config(arg)`."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(f"config_{name}", os.path.join(CONFIGS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from gan_jax import config as config_lib  # pylint: disable=g-import-not-at-top  (after XLA_FLAGS)
+  return config_lib.from_file(os.path.join(CONFIGS, f"{name}.py") + (f":{arg}" if arg else ""))
 
 
 @pytest.fixture

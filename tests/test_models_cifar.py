@@ -99,12 +99,13 @@ def test_mismatched_conv_layer_lists_are_a_user_error():
 
 
 @pytest.mark.parametrize("name", ["cifar10_fc", "cifar10_conv"])
-def test_one_training_step_on_mock_cifar10(name):
-  tfds = pytest.importorskip("tensorflow_datasets")
+def test_one_training_step_on_mock_cifar10(name, tmp_path):
+  from test_cifar10 import _batches, _write_folder  # pylint: disable=g-import-not-at-top  (CIFAR-10's format)
   config = load_config(name, "smoke")
   config.parallel.mode = "none"
-  with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
-    data, gan, state = build.setup(config)
+  config.data.dir = _write_folder(tmp_path / "cifar10", _batches(per_batch=4))
+  config.data.num_train = 16  # data_batch_1..4, 4 images each; data_batch_5 is validation
+  data, gan, state = build.setup(config)
   x = data.arrays["train"]
   assert x.shape == ((16, 3072) if name == "cifar10_fc" else (16, 32, 32, 3))
   flat = x.reshape(len(x), -1).astype(np.float64)

@@ -156,16 +156,14 @@ def test_indivisible_batch_on_the_command_line(tmp_path):
 # One process of a multi-process run: trains half the steps, then resumes to the end in a second
 # `train_and_evaluate` (as a restarted job would), printing each summary.
 _DRIVER = r"""
-import importlib.util, json, sys
+import json, sys
 import jax
 path, arg, overrides, workdir, cache = sys.argv[1:6]
 # The resumed phase compiles the same program again; the persistent cache turns that into a lookup.
 jax.config.update("jax_compilation_cache_dir", cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-spec = importlib.util.spec_from_file_location("config_file", path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-config = module.get_config(arg)
+from gan_jax import config as config_lib
+config = config_lib.from_file(f"{path}:{arg}" if arg else path)
 for key, value in json.loads(overrides).items():
   *parents, leaf = key.split(".")
   node = config

@@ -40,7 +40,8 @@ RESUMABLE_KEYS = config_lib.DRIVER_KEYS + ("num_steps", "data.dir")
 # Optimizer hyperparameters a resumed run may change (say, a lower learning rate after a non-finite
 # loss): they change no shape. The run logs and records each change (`ADJUSTMENTS_FILE`).
 ADJUSTABLE_KEYS = ("optimizer.g_lr", "optimizer.d_lr", "optimizer.b1", "optimizer.b2", "optimizer.momentum",
-                   "optimizer.min_lr", "optimizer.decay_factor", "loss.d_weight", "loss.penalty_weight")
+                   "optimizer.min_lr", "optimizer.decay_factor", "loss.d_weight", "loss.penalty_weight",
+                   "precision")
 # Orbax messages that mean the disk, not the checkpoint, is the problem.
 _DISK_ERRORS = ("No space left on device", "RESOURCE_EXHAUSTED", "Disk quota exceeded", "Read-only file system",
                 "Permission denied", "os_error_code='28'")
@@ -93,7 +94,7 @@ class _OrbaxErrorsFilter(py_logging.Filter):
 
 
 @contextlib.contextmanager
-def _orbax_errors_silenced():
+def orbax_errors_silenced():
   f = _OrbaxErrorsFilter()
   logger = py_logging.getLogger("absl")
   logger.addFilter(f)
@@ -169,7 +170,7 @@ class Checkpointer:
     if step in self.manager.all_steps():
       return
     try:
-      with _orbax_errors_silenced():
+      with orbax_errors_silenced():
         self.manager.save(step, force=True, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_to_json(config))))
         self.manager.wait_until_finished()
@@ -198,7 +199,7 @@ class Checkpointer:
     """'leaf: saved shape -> template shape' for every array of the checkpoint at `step` whose shape
     differs from `template`'s (a model or data of another shape); [] if they agree or are unknown."""
     try:
-      with _orbax_errors_silenced():
+      with orbax_errors_silenced():
         meta = ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
       tree = getattr(meta, "item_metadata", meta)
       saved = {_path_key(p): tuple(getattr(m, "shape", ()))
@@ -236,7 +237,7 @@ class Checkpointer:
     self.adjusted = []
     for step in steps:
       try:
-        with _orbax_errors_silenced():
+        with orbax_errors_silenced():
           saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         diff = config_differences(saved["config"], current)
         if diff:
@@ -250,7 +251,7 @@ class Checkpointer:
               f"config builds ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''}): the data "
               f"(data.dir={config.data.get('dir', '')!r}) or the model differs from the run's; point "
               "--config.data.dir at the run's data, or pass another --workdir to start a new run")
-        with _orbax_errors_silenced():
+        with orbax_errors_silenced():
           restored = self.manager.restore(step, args=ocp.args.Composite(
               state=ocp.args.StandardRestore(abstract)))
         self.adjusted = config_differences(saved["config"], current, allowed=RESUMABLE_KEYS)

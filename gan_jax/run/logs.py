@@ -73,14 +73,28 @@ class MetricWriter:
     if damaged or len(kept) != len(lines):
       files.atomic_write_text(self.path, "".join(kept))
 
-  def write(self, step: int, metrics: dict):
+  def write(self, step: int, metrics: dict, jsonl: bool = True):
+    """Logs scalars at `step`: to metrics.jsonl (unless `jsonl` is False) and to TensorBoard."""
     if not self.enabled:
       return
-    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-    self._file.write(json.dumps(record) + "\n")
-    self._file.flush()
+    if jsonl:
+      record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+      self._file.write(json.dumps(record) + "\n")
+      self._file.flush()
     if self._tb is not None:
       self._tb.write_scalars(int(step), metrics)
+
+  def write_image(self, step: int, tag: str, png_path: str):
+    """Adds a PNG file (a sample grid) to TensorBoard's images at `step`."""
+    if not self.enabled or self._tb is None:
+      return
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    with open(png_path, "rb") as f:
+      png = f.read()
+    with Image.open(png_path) as im:
+      width, height = im.size
+      channels = len(im.getbands())
+    self._tb.write_image(int(step), tag, png, height, width, channels)
 
   def flush(self):
     """Puts everything written so far on disk, for the checkpoint that follows to vouch for."""
@@ -127,6 +141,11 @@ class _EventFile:
   def write_scalars(self, step: int, metrics: dict):
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
     self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
+
+  def write_image(self, step: int, tag: str, png: bytes, height: int, width: int, channels: int):
+    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png)
+    self._write(event_pb2.Event(wall_time=time.time(), step=step,
+                                summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])))
 
   def flush(self):
     self._f.flush()
@@ -197,7 +216,8 @@ def read_tensorboard(workdir: str) -> dict[str, list[tuple[int, float]]]:
     for data in _read_records(path)[0]:
       event = event_pb2.Event.FromString(data)
       for value in event.summary.value:
-        out.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+        if value.WhichOneof("value") == "simple_value":  # images (sample grids) are not scalars
+          out.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
   return {tag: sorted(values) for tag, values in out.items()}
 
 

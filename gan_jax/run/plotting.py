@@ -11,18 +11,6 @@ import numpy as np
 from gan_jax.run import files
 
 
-def to_displayable(images: np.ndarray, image_shape, scale: str | None) -> np.ndarray:
-  """[N, ...] model-scale examples -> [N, H, W, C] in [0, 1]."""
-  x = np.asarray(images, np.float32).reshape((len(images),) + tuple(image_shape))
-  if scale == "symmetric":
-    x = (x + 1.0) / 2.0
-  elif scale is None:  # e.g. contrast-normalised: stretch each image
-    lo = x.reshape(len(x), -1).min(1).reshape(-1, 1, 1, 1)
-    hi = x.reshape(len(x), -1).max(1).reshape(-1, 1, 1, 1)
-    x = (x - lo) / np.maximum(hi - lo, 1e-8)
-  return np.clip(x, 0.0, 1.0)
-
-
 def tile(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:
   """[N, H, W, C] in [0, 1] -> one [rows*(H+pad)+pad, ncol*(W+pad)+pad, C] mosaic."""
   n, h, w, c = images.shape

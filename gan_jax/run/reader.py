@@ -22,17 +22,21 @@ import orbax.checkpoint as ocp
 
 from gan_jax import config as config_lib
 from gan_jax.core import build, gan as gan_lib, rng
-from gan_jax.data import pipeline
+from gan_jax.data import pipeline, scale
 from gan_jax.errors import UserError
 
 
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+# The rolling checkpoints, and the best one by the evaluation during training (gan_jax.evaluation.periodic).
+ROLLING, BEST = "checkpoints", "checkpoints_best"
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-  """The steps of the finished checkpoints in `workdir`, oldest first."""
-  directory = checkpoint_dir(workdir)
+def checkpoint_dir(workdir: str, folder: str = ROLLING) -> str:
+  return os.path.join(os.path.abspath(workdir), folder)
+
+
+def checkpoint_steps(workdir: str, folder: str = ROLLING) -> list[int]:
+  """The steps of the finished checkpoints in `workdir`'s `folder`, oldest first."""
+  directory = checkpoint_dir(workdir, folder)
   if not os.path.isdir(directory):
     return []
   steps = []
@@ -57,9 +61,9 @@ def _merge(base: ml_collections.ConfigDict, saved: dict):
       base[key] = value
 
 
-def read_config(workdir: str, step: int) -> ml_collections.ConfigDict:
+def read_config(workdir: str, step: int, folder: str = ROLLING) -> ml_collections.ConfigDict:
   """The config saved with the checkpoint at `step`, completed with today's defaults."""
-  path = os.path.join(checkpoint_dir(workdir), str(step), "config", "metadata")
+  path = os.path.join(checkpoint_dir(workdir, folder), str(step), "config", "metadata")
   try:
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
@@ -74,25 +78,29 @@ def read_config(workdir: str, step: int) -> ml_collections.ConfigDict:
 class RunReader:
   """The data, models and checkpoints of one run; sets up once, restores any step."""
 
-  def __init__(self, workdir: str, data_dir: str | None = None):
+  def __init__(self, workdir: str, data_dir: str | None = None, best: bool = False):
     """Reads the newest checkpoint's config and builds the run's data and models.
 
     Args:
       workdir: the run's folder (as passed to `gan_jax.main --workdir`).
       data_dir: overrides the config's `data.dir` (the data may have moved since training).
+      best: read the best checkpoint kept by the evaluation during training (`checkpoints_best/`)
+        instead of the rolling ones.
 
     Raises:
       UserError: no finished checkpoint in `workdir`, or the data cannot be loaded.
     """
     self.workdir = os.path.abspath(workdir)
+    self.folder = BEST if best else ROLLING
     if not os.path.isdir(self.workdir):
       raise UserError(f"--workdir={workdir} does not exist; pass the folder of a trained run "
                       "(the --workdir given to gan_jax.main)")
-    steps = checkpoint_steps(workdir)
+    steps = checkpoint_steps(workdir, self.folder)
     if not steps:
-      raise UserError(f"no finished checkpoint in {checkpoint_dir(workdir)}; train first "
-                      "(python -m gan_jax.main --config=... --workdir=...) or wait for the first one")
-    self.config = read_config(workdir, steps[-1])
+      hint = ("it is kept by evaluation during training (--config.eval_every=N)" if best else
+              "train first (python -m gan_jax.main --config=... --workdir=...) or wait for the first one")
+      raise UserError(f"no finished checkpoint in {checkpoint_dir(workdir, self.folder)}; {hint}")
+    self.config = read_config(workdir, steps[-1], self.folder)
     if data_dir:
       self.config.data.dir = data_dir
     self.data, self.gan, self.template = build.setup(self.config)
@@ -101,7 +109,7 @@ class RunReader:
 
   def steps(self) -> list[int]:
     """Finished checkpoints now on disk (new ones appear while a run trains)."""
-    return checkpoint_steps(self.workdir)
+    return checkpoint_steps(self.workdir, self.folder)
 
   @property
   def steps_per_epoch(self) -> int:
@@ -112,9 +120,9 @@ class RunReader:
 
   def restore(self, step: int):
     """The `GANState` saved at `step`."""
-    path = os.path.join(checkpoint_dir(self.workdir), str(step), "state")
+    path = os.path.join(checkpoint_dir(self.workdir, self.folder), str(step), "state")
     if step not in self.steps():
-      raise UserError(f"no finished checkpoint at step {step} in {checkpoint_dir(self.workdir)}; "
+      raise UserError(f"no finished checkpoint at step {step} in {checkpoint_dir(self.workdir, self.folder)}; "
                       f"kept steps: {self.steps()}")
     try:
       return self._checkpointer.restore(path, args=ocp.args.StandardRestore(self._abstract))
@@ -152,9 +160,10 @@ class RunReader:
     return self.generate(state, n, seed).reshape(n, -1).astype(np.float32)
 
   def generate(self, state, n: int, seed: int = 0) -> np.ndarray:
-    """`n` samples of the generator in `state`, shaped as the model outputs them (model scale)."""
+    """`n` samples of the generator in `state`, shaped as the model outputs them (model scale); the
+    moving average of G when the run kept one (`ema`), a uniform class per sample for a conditional G."""
     key = jax.random.fold_in(jax.random.PRNGKey(seed), rng.READER)
-    return gan_lib.generate_samples(self.gan, state.g_params, key, n)
+    return gan_lib.generate_samples(self.gan, state, key, n)
 
 
 @dataclasses.dataclass
@@ -172,25 +181,26 @@ class TrainedRun:
   def sample(self, n: int, seed: int = 0) -> np.ndarray:
     """`n` samples for showing: images [n, H, W, C] with values in [0, 1] for image runs (whatever
     the data's scale), the model's raw output [n, ...] for toy data. The same seed, the same samples."""
-    from gan_jax.run import plotting  # pylint: disable=g-import-not-at-top  (matplotlib on use only)
     x = self.reader.generate(self.state, n, seed)
     data = self.reader.data
     if data.image_shape is None:
       return x
-    return plotting.to_displayable(x, data.image_shape, data.display_scale)
+    return scale.to_unit(x, data.image_shape, data.display_scale)
 
 
-def load_run(workdir: str, step: int | None = None, data_dir: str | None = None) -> TrainedRun:
+def load_run(workdir: str, step: int | str | None = None, data_dir: str | None = None) -> TrainedRun:
   """The run in `workdir` at checkpoint `step` (default: the newest).
 
   Args:
     workdir: the run's folder (the --workdir given to `python -m gan_jax.main`).
-    step: a kept checkpoint's step, or None for the newest.
+    step: a kept checkpoint's step, None for the newest, or 'best' for the best one kept by the
+      evaluation during training.
     data_dir: overrides the config's `data.dir` (the data may have moved since training).
 
   Raises:
     UserError: not a run folder, no finished checkpoint (at `step`), or data that cannot be loaded.
   """
-  reader = RunReader(workdir, data_dir)
-  step = reader.latest_or(step)
+  best = step == "best"
+  reader = RunReader(workdir, data_dir, best=best)
+  step = reader.latest_or(None if best else step)
   return TrainedRun(reader, step, reader.restore(step))
