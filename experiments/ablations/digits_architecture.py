@@ -16,17 +16,15 @@ both of dimension 32 (unit variance either way). 2 seeds per cell. Metrics as in
 `:smoke` is a seconds-long version (two of the cells) for tests.
 """
 
-import importlib.util
 import os
+
+from gan_jax import config as config_lib
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 
 def get_config(arg: str = ""):
-  spec = importlib.util.spec_from_file_location("digits", os.path.join(_CONFIGS, "digits.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  c = config_lib.from_file(os.path.join(_CONFIGS, "digits.py"))
   c.num_steps = 2000
   c.steps_per_dispatch = 500
   c.log_every = 100

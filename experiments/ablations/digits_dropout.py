@@ -18,17 +18,16 @@ Optional, real MNIST (needs the IDX files; not run for the docs, it takes hours 
 `:smoke` is a seconds-long version (two of the cells) for tests.
 """
 
-import importlib.util
 import os
+
+from gan_jax import config as config_lib
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 
 def _load(name: str, arg: str = ""):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(_CONFIGS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  path = os.path.join(_CONFIGS, f"{name}.py")
+  return config_lib.from_file(f"{path}:{arg}" if arg else path)
 
 
 def get_config(arg: str = ""):

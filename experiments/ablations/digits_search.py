@@ -15,19 +15,16 @@ the expected best Frechet distance among k of its runs, k = 1..16. Results: docs
 `:smoke` is a seconds-long version (3 configurations, tiny networks) for tests.
 """
 
-import importlib.util
 import os
 
+from gan_jax import config as config_lib
 from gan_jax.sweep import search
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 
 def get_config(arg: str = ""):
-  spec = importlib.util.spec_from_file_location("digits", os.path.join(_CONFIGS, "digits.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  c = config_lib.from_file(os.path.join(_CONFIGS, "digits.py"))
   c.num_steps = 1500
   c.steps_per_dispatch = 500
   c.log_every = 100

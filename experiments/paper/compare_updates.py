@@ -41,13 +41,9 @@ flags.DEFINE_integer("num_samples", 10000, "Parzen samples per checkpoint (the p
 
 
 def _config(mode: str, epochs: int, checkpoint_epochs: int, dataset_dir: str, seed: int):
-  import importlib.util  # pylint: disable=import-outside-toplevel
+  from gan_jax import config as config_lib  # pylint: disable=import-outside-toplevel
 
-  spec = importlib.util.spec_from_file_location(
-      "mnist_paper", os.path.join(REPO, "experiments", "configs", "mnist_paper.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  c = config_lib.from_file(os.path.join(REPO, "experiments", "configs", "mnist_paper.py"))
   steps_per_epoch = c.data.num_train // c.batch_size
   c.update_mode = mode
   c.seed = seed

@@ -20,16 +20,14 @@ it takes 6,000 iterations to get as close as 1,500 do here. All measured 2026-12
 (10^6 noise quantiles pushed through G, `gan_jax.paper.figure1.measure`), every 250-500 iterations.
 """
 
-import importlib.util
 import os
+
+from gan_jax import config as config_lib
 
 
 def get_config(smoke: str = ""):
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "toy_1d.py")
-  spec = importlib.util.spec_from_file_location("toy_1d", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(smoke)
+  c = config_lib.from_file(f"{path}:{smoke}" if smoke else path)
   c.model.noise = "gaussian"
   c.model.g_hidden = ()  # G(z) = a z + b
   c.model.d_hidden = (128, 128)
