@@ -219,3 +219,16 @@ def test_random_search_sweep_with_budget_curves_on_devices(tmp_path):
   assert "along trial" not in stats_md  # trials are draws, not treatments: no pairwise comparisons
   assert "- loss, kl_modes (lower is better): " in stats_md and "paired over 4 trials" in stats_md
   assert os.path.getsize(os.path.join(workdir, "stats_budget_modes_covered.png")) > 5000
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(REPO, "experiments", "ablations"))
+                                        if f.endswith(".py")))
+@pytest.mark.parametrize("arg", ["", "smoke"])
+def test_every_sweep_file_expands_into_valid_runs(name, arg):
+  from gan_jax import validation  # pylint: disable=g-import-not-at-top
+  path = os.path.join(REPO, "experiments", "ablations", name)
+  base, spec = sweep.load_sweep_file(f"{path}:{arg}" if arg else path)
+  runs = sweep.expand(base, spec)
+  assert runs and len({r.dirname for r in runs}) == len(runs)
+  for run in runs:
+    validation.validate(run.config)

@@ -1,4 +1,4 @@
-"""Class-conditional DCGAN on MNIST with batch norm and an EMA generator: one row of samples per digit.
+"""Class-conditional DCGAN on MNIST with batch norm in G and an EMA generator: one row of samples per digit.
 
   python -m gan_jax.data.fetch mnist
   python -m gan_jax.main --config=experiments/configs/cdcgan_mnist.py --workdir=runs/cdcgan_mnist
@@ -6,9 +6,17 @@
 The published DCGAN (Radford et al. 2016) made class-conditional: G z(100) ~ N(0, 1) -> dense to
 7x7x256 -> BN, ReLU -> 4x4 stride-2 transposed convolutions to 14x14x128 (BN, ReLU) and 28x28x1 ->
 tanh, every BN conditional on the digit (`model.g_cond='cbn'`: a scale and offset per class); D 4x4
-stride-2 convolutions 64 (leaky ReLU 0.2, no BN on the input layer) -> 128 (BN, leaky ReLU) -> a
-projection head (`model.d_cond='projection'`, Miyato & Koyama 2018): logit = w.phi(x) + e_y.phi(x).
-Weights N(0, 0.02), BN scales N(1, 0.02); batch statistics over the global batch. Non-saturating
+stride-2 convolutions 64 -> 128 (leaky ReLU 0.2) -> a projection head (`model.d_cond='projection'`,
+Miyato & Koyama 2018): logit = w.phi(x) + e_y.phi(x), every weight of D spectrally normalised (as
+their projection discriminator). Weights N(0, 0.02), BN scales N(1, 0.02); G's batch statistics over
+the global batch.
+
+Why D has spectral norm and not the published DCGAN's batch norm: with BN in D as well
+(`--config.model.d_norm=batch --config.model.d_spectral_norm=False`), D overpowered G (D(G(z)) about
+0.05 from step 500 on) and G hardly used the labels: after the `:cpu` run below, a classifier
+(96% accurate on held-out digits) agreed with the requested class for 17% of 1,000 EMA samples
+(chance: 10%). With spectral norm in D, the same run ends balanced (d_loss 0.84, g_loss 1.08) and 66%
+agree: rows 0, 1, 6, 7 and 8 are recognisable, 4/9 and 5/3 still mix. Non-saturating
 loss, Adam(2e-4, b1 = 0.5) for both, batch 128, 10,000 iterations (about 25 epochs of 50,000 digits).
 The sample grids and `gan_jax.load_run(...).sample` use an exponential moving average of G
 (decay 0.999 from step 1,000; `ema.*`), sampled with each grid's own batch statistics
@@ -22,7 +30,9 @@ Produces `samples.png` (100 samples: row r shows digit r, from fixed noise, ever
 `summary.json`. Expected training time on one GPU: not measured.
 `--config=experiments/configs/cdcgan_mnist.py:cpu` is a narrower version for a CPU (64/32 and 32/64
 channels, batch 64, 3,000 iterations, one iteration per dispatch: XLA:CPU is slow for convolutions
-inside the multi-step loop, docs/PERFORMANCE.md); it trains in hours on two cores (not measured).
+inside the multi-step loop, docs/PERFORMANCE.md): 3,000 steps in 194 s (17.3 it/s) on two shared
+cores, measured 2026-12-01 with `python -m gan_jax.main --config=experiments/configs/cdcgan_mnist.py:cpu
+--workdir=runs/cdcgan_mnist_cpu`; the class agreement above is of this run.
 `:smoke` is seconds long, for tests.
 """
 
@@ -60,7 +70,8 @@ def get_config(arg: str = ""):
   c.model.discriminator = "dcgan"
   c.model.d_channels = (64, 128)
   c.model.g_norm = "batch"
-  c.model.d_norm = "batch"
+  c.model.d_norm = "none"
+  c.model.d_spectral_norm = True
   c.model.normal_init_std = 0.02
   c.model.sample_bn = "train"
   c.model.num_classes = 10
