@@ -252,7 +252,7 @@ class VmapGroup:
 
 
 def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_every: int = 0,
-          progress=None):
+          progress=None, eval_every: int = 0, on_eval=None):
   """Trains every member of `group` for `num_steps` iterations from fresh states.
 
   A member whose loss turns non-finite keeps running (members are independent); the step where it
@@ -265,6 +265,9 @@ def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_e
     log_every: keep every member's metrics at every `log_every`-th step (0: only the last step). A
       dispatch ends at each such step, and the gradient norms are measured there only.
     progress: called as `progress(step, num_steps)` after each dispatch (for it/s and ETA lines).
+    eval_every: call `on_eval(step, states)` every this many steps before the last (a dispatch ends
+      there; its time is left out of it/s). Dispatch lengths do not change what is computed.
+    on_eval: see `eval_every`.
 
   Returns:
     (states, history, info): the final stacked states; history {name: [N, num_logged]} plus 'step';
@@ -276,8 +279,9 @@ def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_e
   logged, bad = [], [None] * group.size
   while step < num_steps:
     n = min(steps_per_dispatch, num_steps - step)
-    if log_every:
-      n = min(n, (step // log_every + 1) * log_every - step)
+    for every in (log_every, eval_every if on_eval else 0):
+      if every:
+        n = min(n, (step // every + 1) * every - step)
     compile_before = group.compile_time_s
     t0 = time.perf_counter()
     states, metrics = group.run(states, n, grad_norms="last")
@@ -296,6 +300,8 @@ def train(group: VmapGroup, num_steps: int, steps_per_dispatch: int = 500, log_e
       logged.append((step, {k: v[:, -1] for k, v in metrics.items()}))
     if progress is not None:
       progress(step, num_steps)
+    if on_eval is not None and eval_every and step % eval_every == 0 and step < num_steps:
+      on_eval(step, states)
   history = {"step": np.asarray([s for s, _ in logged])}
   for k in logged[-1][1]:
     history[k] = np.stack([m[k] for _, m in logged], axis=1)

@@ -26,13 +26,12 @@ def _sweep_file(tmp_path, spec: str) -> str:
   """A sweep file on the ring smoke config with the given get_sweep() body."""
   path = tmp_path / "my_sweep.py"
   path.write_text(textwrap.dedent(f"""\
-      import importlib.util
-      _s = importlib.util.spec_from_file_location("ring", {RING!r})
-      _m = importlib.util.module_from_spec(_s)
-      _s.loader.exec_module(_m)
+      from gan_jax import config as config_lib
 
       def get_config(arg=""):
-        return _m.get_config("smoke")
+        c = config_lib.from_file({RING!r} + ":smoke")
+        c.eval_every = int(arg or 0)
+        return c
 
       def get_sweep(arg=""):
         return {spec}
@@ -232,3 +231,23 @@ def test_every_sweep_file_expands_into_valid_runs(name, arg):
   assert runs and len({r.dirname for r in runs}) == len(runs)
   for run in runs:
     validation.validate(run.config)
+
+
+def test_evaluation_during_training_reports_each_runs_best_without_changing_training(tmp_path):
+  spec = '{"axes": {"loss.name": ["hinge"]}, "seeds": [0, 1], "metrics": ["modes_covered", "kl_modes"]}'
+  path = _sweep_file(tmp_path, spec)
+  plain = sweep.run_sweep(path, str(tmp_path / "plain"))
+  scored = sweep.run_sweep(path + ":5", str(tmp_path / "scored"))
+  assert plain["finished"] and scored["finished"]
+  for seed in (0, 1):
+    run_dir = os.path.join("runs", "loss.name=hinge", f"seed_{seed}", sweep.RESULT_FILE)
+    a = json.loads((tmp_path / "plain" / run_dir).read_text())
+    b = json.loads((tmp_path / "scored" / run_dir).read_text())
+    assert a["params_sha256"] == b["params_sha256"]  # the evaluations' dispatch boundaries change nothing
+    assert "best_metrics" not in a and [e["step"] for e in b["eval_history"]] == [5, 10, 15, 20]
+    history = {e["step"]: e["modes_covered"] for e in b["eval_history"]}
+    best = b["best_metrics"]["modes_covered"]
+    assert best["value"] == max(history.values()) and history[best["step"]] == best["value"]
+    assert b["best_metrics"]["kl_modes"]["value"] == min(e["kl_modes"] for e in b["eval_history"])
+    assert b["metrics"]["modes_covered"] == history[20]  # the final value
+  assert "best modes_covered during training" in (tmp_path / "scored" / "results.md").read_text()

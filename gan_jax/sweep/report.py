@@ -109,7 +109,10 @@ def write_tables(workdir: str, runs: list, spec: dict, command: str | None = Non
   if stats_paths:
     lines += [f"Statistics (bootstrap CIs per cell, paired comparisons along each axis with Holm's "
               f"correction, effect sizes, budget curves): [{STATS_FILE}]({STATS_FILE}).", ""]
-  head = [*axes, *space, *metric_names, "runs", "diverged", "time (s)"]
+  # With eval_every, the first metric's best value during training too (mean over seeds, its mean step).
+  best_col = metric_names[0] if metric_names and any("best_metrics" in res for _, res in done) else None
+  head = [*axes, *space, *metric_names, *([f"best {best_col} during training"] if best_col else []),
+          "runs", "diverged", "time (s)"]
   lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   first_config = {}
   for r in runs:
@@ -125,11 +128,19 @@ def write_tables(workdir: str, runs: list, spec: dict, command: str | None = Non
       mean, std, n = summary.get(name, {}).get(m, (math.nan, math.nan, 0))
       text = "—" if not n else _fmt(mean) if n == 1 else f"{_fmt(mean)} ± {_fmt(std)}"  # no spread from one
       cols.append(f"**{text}**" if mark else text)
+    if best_col:
+      bests = [x["best_metrics"][best_col] for x in results if best_col in x.get("best_metrics", {})]
+      cols.append("—" if not bests else f"{_fmt(float(np.mean([b['value'] for b in bests])))} "
+                  f"(step {int(np.mean([b['step'] for b in bests]))})")
     diverged = sum(1 for x in results if x["nonfinite_step"] is not None)
     cols += [f"{len(results)}/{len(seeds)}", str(diverged), f"{sum(x['time_s'] for x in results):.1f}"]
     lines.append("| " + " | ".join(cols) + " |")
   lines += ["", "time (s): the cell's share of wall time (training, compiling and evaluating its "
             "vmapped group, divided among the group's runs)."]
+  if best_col:
+    lines += ["", f"best {best_col} during training: each run scored every `eval_every` steps and at the "
+              "end; the mean over seeds of each run's best value, and the mean step where it was reached "
+              "(the metric columns are the final values)."]
   files.atomic_write_text(os.path.join(workdir, "results.md"), "\n".join(lines) + "\n")
   if done:
     plot_results(os.path.join(workdir, "results.png"), summary, metric_names, best)

@@ -14,7 +14,7 @@ from gan_jax import config as config_lib, vmap as vmap_lib
 from gan_jax.core import gan as gan_lib
 from gan_jax.data import pipeline
 from gan_jax.errors import UserError
-from gan_jax.evaluation.evaluator import Evaluator, check_applicable
+from gan_jax.evaluation.evaluator import PARZEN, Evaluator, check_applicable, higher_is_better
 from gan_jax.run import logs, signals
 from gan_jax.sweep import claims as claims_lib, report, results as results_lib
 from gan_jax.sweep.spec import expand, load_sweep_file
@@ -71,12 +71,22 @@ def train_group(workdir: str, runs: list, evaluator: Evaluator, clock, data=None
   group = vmap_lib.VmapGroup.build([r.config for r in runs], data,
                                    devices=vmap_lib.group_devices(len(runs), devices))
   t0 = time.perf_counter()
+  scored = [[] for _ in runs]  # per run: (step, metric values) of the evaluations during training
+
+  def on_eval(step, states):
+    for i, run in enumerate(runs):
+      values, _ = evaluator(run.config, group.data, group.gan, jax.device_get(group.member(states, i)))
+      scored[i].append((step, values))
+
   states, history, info = vmap_lib.train(group, config.num_steps, config.steps_per_dispatch,
-                                           config.log_every, progress=clock)
+                                           config.log_every, progress=clock,
+                                           eval_every=config.get("eval_every", 0) if evaluator.names else 0,
+                                           on_eval=on_eval)
   evaluated = []
   for i, run in enumerate(runs):
     state = jax.device_get(group.member(states, i))
     evaluated.append((state, *evaluator(run.config, group.data, group.gan, state)))
+    scored[i].append((config.num_steps, evaluated[-1][1]))
   if stop is not None and stop():
     raise KeyboardInterrupt
   time_s = (time.perf_counter() - t0) / group.size  # the group's wall time, shared out
@@ -94,6 +104,10 @@ def train_group(workdir: str, runs: list, evaluator: Evaluator, clock, data=None
         "cell_name": run.cell_name,
         "seed": run.seed,
         "metrics": {k: float(v) for k, v in values.items()},
+        # With eval_every: each metric's best value over the evaluations during training and at the end.
+        **({"best_metrics": _best(scored[i]), "eval_history": [
+            {"step": int(s), **{k: float(v) for k, v in vals.items()}} for s, vals in scored[i]]}
+           if len(scored[i]) > 1 else {}),
         "final_train_metrics": {k: float(v[i, -1]) for k, v in history.items() if k != "step"},
         "nonfinite_step": info["nonfinite_step"][i],
         "group_size": group.size,
@@ -244,3 +258,23 @@ def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: i
   with open(os.path.join(workdir, "sweep_log.jsonl"), "a", encoding="utf-8") as f:
     f.write(line + "\n")  # one short append: lines of concurrent jobs do not interleave
   return summary
+
+
+def _best(scored: list) -> dict:
+  """{metric: {"value", "step"}}: each metric's best over [(step, {metric: value})], NaN left out."""
+  best = {}
+  for step, values in scored:
+    for name, value in values.items():
+      value = float(value)
+      if not math.isfinite(value) or name not in metrics_names():
+        continue
+      sign = 1 if higher_is_better(name) else -1
+      if name not in best or sign * value > sign * best[name]["value"]:
+        best[name] = {"value": value, "step": int(step)}
+  return best
+
+
+def metrics_names() -> set:
+  """The metric names a sweep ranks by (its registry plus the Parzen log-likelihood)."""
+  from gan_jax.evaluation import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  return set(metrics_lib.METRICS) | {PARZEN}
