@@ -2,7 +2,8 @@
 
   python -m gan_jax.main --config=experiments/configs/digits.py --workdir=runs/digits
 
-Trains in a few minutes on 2 CPU cores (6.4 min at 18 it/s measured on a heavily shared 2-core machine); `runs/digits/samples.png` then shows recognisable 8x8 digits
+Trains in 30 s on 2 idle CPU cores (238 it/s, measured 2026-12-01 in a fresh clone; 6.4 min at 18 it/s
+on a heavily shared 2-core machine); `runs/digits/samples.png` then shows recognisable 8x8 digits
 and `curves.png` D(x) and D(G(z)) moving towards 0.5 (about 0.65 and 0.35 at the end). The main job of the README. Data: the 1,797
 digits that ship with scikit-learn (1,500 for training), so nothing is downloaded.
 """
