@@ -39,6 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.resolution = 0  # centre-crop to a square and resize to this size; 0 = keep (all the same size)
   c.data.channels = 3  # 1 = grey, 3 = RGB
   c.data.bad_files = "error"  # an unreadable image: 'error' (names it) | 'skip' (counted and logged)
+  # 'device': the training split on the device | 'stream': read on the host by Grain, a dispatch at a
+  # time | 'auto': stream when the split is over device_limit_mb (docs/DATA.md, "Streaming").
+  c.data.pipeline = "auto"
+  c.data.device_limit_mb = 2048.0
+  c.data.workers = 0  # streamed runs: decoding threads (0 = one per CPU core)
   # Toy densities.
   c.data.mean = 0.0  # gaussian_1d
   c.data.means = (-2.0, 2.0)  # mixture_1d
@@ -189,7 +194,7 @@ def matmul_precision(config):
 # Keys that only drive the training loop (how long a dispatch is, how often it logs, samples and
 # checkpoints, how it is parallelised): they never change what a run computes.
 DRIVER_KEYS = ("steps_per_dispatch", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-               "num_samples", "parallel.", "eval_every", "eval.")
+               "num_samples", "parallel.", "eval_every", "eval.", "data.workers")
 
 
 def matches(key: str, patterns) -> bool:

@@ -159,6 +159,32 @@ class Runner:
       return _replicate_local(tree, jax.local_devices())
     return _replicate_global(tree, self.replicated)
 
+  def put_stream(self, block: dict, start: int) -> dict:
+    """Places a streamed block (`gan_jax.data.stream`) for the next dispatch.
+
+    `block` holds this process's batches with leading axes [draws, local batch]; they are laid out
+    along the batch axis: whole on one device, split over the local devices under `pmap`, and under
+    `sharding` joined with the other processes' into global arrays sharded on the batch axis.
+    `start` (the global batch of the block's first row) is replicated.
+    """
+    if self.mode == "none":
+      placed = jax.device_put(block, jax.local_devices()[0])
+    elif self.mode == "pmap":
+      devices = jax.local_devices()
+      mesh = Mesh(np.asarray(devices), (PMAP_AXIS,))
+
+      def split(x):
+        d, b = x.shape[:2]
+        parts = np.moveaxis(x.reshape((d, len(devices), b // len(devices)) + x.shape[2:]), 1, 0)
+        shards = [jax.device_put(parts[i:i + 1], dev) for i, dev in enumerate(devices)]
+        return jax.make_array_from_single_device_arrays(parts.shape, NamedSharding(mesh, P(PMAP_AXIS)), shards)
+
+      placed = jax.tree.map(split, block)
+    else:
+      sharding = NamedSharding(self.mesh, P(None, MESH_AXIS))
+      placed = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), block)
+    return dict(placed, stream_start=self.put(np.int32(start)))
+
   def get(self, tree):
     """A host (numpy) copy of a placed pytree, e.g. the state for a checkpoint."""
     if self.mode == "pmap":  # every device holds the same copy: read the first local one
@@ -166,14 +192,15 @@ class Runner:
     return jax.device_get(tree)
 
   # ------------------------------------------------------------------ running
-  def _build(self, num_steps: int, grad_norms: str):
+  def _build(self, num_steps: int, grad_norms: str, arrays):
     fn = functools.partial(self.gan.train_steps, num_steps=num_steps, grad_norms=grad_norms)
     if self.mode == "pmap":
       # Metrics are already averaged over devices: return them once (out_axes None), not per device.
       return jax.pmap(functools.partial(fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS, donate_argnums=0,
                       out_axes=(0, None))
     if self.mode == "sharding":
-      return jax.jit(fn, donate_argnums=0, in_shardings=(self.replicated, self.replicated),
+      # The data keep their own layout: replicated, or a streamed block sharded on its batch axis.
+      return jax.jit(fn, donate_argnums=0, in_shardings=(self.replicated, jax.tree.map(lambda a: a.sharding, arrays)),
                      out_shardings=(self.replicated, self.replicated))
     return jax.jit(fn, donate_argnums=0)
 
@@ -186,7 +213,7 @@ class Runner:
     """
     key = (num_steps, grad_norms)
     if key not in self._compiled:
-      fn = self._build(num_steps, grad_norms)
+      fn = self._build(num_steps, grad_norms, arrays)
       if self.mode != "pmap":
         t0 = time.perf_counter()
         fn = fn.lower(state, arrays).compile()

@@ -37,7 +37,7 @@ from gan_jax import parallel, validation
 from gan_jax.core import build, gan as gan_lib, nets
 from gan_jax.run import checkpoint, environment, files, logs, plotting, reader, signals
 from gan_jax.run import workdir as workdir_lib
-from gan_jax.data import pipeline, scale
+from gan_jax.data import pipeline, scale, stream
 from gan_jax.evaluation import periodic
 from gan_jax.config import matmul_precision
 from gan_jax.errors import UserError
@@ -117,6 +117,50 @@ def save_samples(gan, g_params, z, data: pipeline.Data, path: str, title: str, t
   return plotting.save_grid(imgs, path, ncol=cols, title=title)
 
 
+class _StreamFeed:
+  """A streamed run's batches (`data.pipeline='stream'`), a block per dispatch, placed by the runner.
+
+  The block of the dispatch starting at `step` is global batches t = step * draws ... (draws: the
+  batches one iteration takes, k_disc_steps in the alternating update, else 1). The Grain iterator
+  starts at the first step's batch, or where a checkpoint left it.
+  """
+
+  def __init__(self, config, data: pipeline.Data, runner: parallel.Runner, step: int):
+    self.runner = runner
+    self.draws = config.k_disc_steps if config.update_mode == "alternating" else 1
+    self.labels = int(config.model.get("num_classes", 0)) > 0
+    order = stream.StreamOrder(len(data.records), config.batch_size, config.seed, jax.process_index(),
+                               jax.process_count())
+    self.iterator = stream.make_iterator(data.records, order, config.data.get("workers", 0),
+                                         start=step * self.draws)
+    logging.info("streaming %d records with %d decoding threads: process %d of %d reads %d of each batch "
+                 "of %d", len(data.records), stream.default_workers(config.data.get("workers", 0)),
+                 jax.process_index(), jax.process_count(), order.local_batch, config.batch_size)
+
+  def restore(self, ckpt: checkpoint.Checkpointer, step: int):
+    """Puts the iterator where the restored checkpoint saved it; checks that agrees with `step`."""
+    if not ckpt.restore_data_iterator(self.iterator):
+      logging.info("the checkpoint holds no data position for this process: streaming from step %d's "
+                   "batch, a pure function of the step", step)
+    elif stream.position(self.iterator) != step * self.draws:
+      raise UserError(f"the checkpoint at step {step} in {ckpt.directory} saved its data stream at batch "
+                      f"{stream.position(self.iterator)}, but step {step} takes batch {step * self.draws}: "
+                      "the checkpoint is inconsistent; move it away to resume from an older one")
+
+  def arrays(self, step: int, num_steps: int) -> dict:
+    first = step * self.draws
+    if stream.position(self.iterator) != first:  # the loop asks for blocks in order; anything else is a bug
+      raise RuntimeError(f"data stream at batch {stream.position(self.iterator)}, step {step} needs {first}")
+    images, labels = stream.take(self.iterator, num_steps * self.draws)
+    block = {"stream": images, **({"stream_labels": labels} if self.labels else {})}
+    return self.runner.put_stream(block, first)
+
+  def close(self):
+    close = getattr(self.iterator, "close", None)
+    if close is not None:
+      close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
   """Trains the GAN described by `config`, writing everything to `workdir`; resumes if it can.
 
@@ -184,7 +228,14 @@ def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
     stack.callback(writer.close)
     last = writer.last_record
     z_fixed = gan_lib.fixed_noise(gan, config.seed, config.num_samples)
-    arrays = runner.put(data.arrays)
+    feed = None
+    if data.pipeline == "stream":
+      feed = _StreamFeed(config, data, runner, start_step)
+      stack.callback(feed.close)
+      if restored is not None:
+        feed.restore(ckpt, start_step)
+    else:
+      arrays = runner.put(data.arrays)
     state = runner.put(state)
     progress = logs.Progress(config.num_steps, step)
     stack.callback(progress.close)
@@ -217,7 +268,7 @@ def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
         raise NonFiniteError(_nonfinite_message(bad, step, ckpt.latest_step()))
       writer.flush()  # the logs up to `step` reach the disk before the checkpoint that vouches for them
       first = not ckpt.all_steps()
-      ckpt.save(step, host, config)
+      ckpt.save(step, host, config, data_iterator=feed.iterator if feed else None)
       if first and is_main:
         workdir_lib.write_marker(workdir, checkpointed=True)
 
@@ -241,6 +292,8 @@ def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
       # The length depends on `step` alone, so a resumed run dispatches exactly as an uninterrupted one.
       n = min(config.steps_per_dispatch, next_event(step) - step)
       t0, compiled_before = time.perf_counter(), runner.compile_time_s
+      if feed is not None:  # read while the previous dispatch runs on the device
+        arrays = feed.arrays(step, n)
       # The gradient norms cost a pass over the gradients: measured where they are logged only.
       state, metrics = runner.run(state, arrays, n, "last" if ends_at(step + n, config.log_every) else "none")
       pending.append((step, metrics))
@@ -290,6 +343,7 @@ def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
       "iters_per_s": round(trained / train_time, 2) if trained > 0 and train_time > 0 else None,
       **{k: last.get(k) for k in _CURVES},
       "params_sha256": gan_lib.params_sha256(final),
+      "data_pipeline": data.pipeline,
       "parallel_mode": runner.mode,
       "num_devices": runner.num_devices,
       "device": jax.devices()[0].device_kind,

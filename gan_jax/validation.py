@@ -55,6 +55,8 @@ RULES = {
     "keep_checkpoints": (_positive, "at least 1"),
     "num_samples": (_positive, "at least 1"),
     "data.num_train": (_positive, "at least 1"),
+    "data.device_limit_mb": (_non_negative, "0 or more megabytes ('auto' streams a training split larger)"),
+    "data.workers": (_non_negative, "0 (one per CPU core) or a number of decoding threads"),
     "precision": (lambda v: v in config_lib.PRECISIONS, f"one of {', '.join(config_lib.PRECISIONS)}"),
     "eval_every": (_non_negative, "0 (off) or a number of steps"),
     "eval.num_samples": (lambda v: v >= 2, "at least 2"),

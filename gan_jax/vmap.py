@@ -138,6 +138,10 @@ class VmapGroup:
     if bad:
       raise UserError(f"seeds must be in [0, 2**31) to be vmapped, got {bad[0]}")
     data = pipeline.with_labels(data, configs[0]) if data else pipeline.build_data(configs[0])
+    if data.pipeline == "stream":
+      raise UserError(f"vmapped runs share one device-resident training split, but {data.name} is streamed "
+                      "(data.pipeline); set data.pipeline='device' (raise data.device_limit_mb if 'auto' "
+                      "chose to stream), or train the runs one at a time")
     gan = build.build_gan(configs[0], data)
     varying = {}
     for k in VMAPPABLE_KEYS[1:]:

@@ -415,24 +415,6 @@ def test_apply_layout():
     sources.apply_layout(x, 'nchw')
 
 
-@pytest.mark.parametrize('num_examples,num_shards', [(10, 1), (10, 3), (12, 4), (7, 7), (1000, 8)])
-def test_shard_indices_cover_each_example_once(num_examples, num_shards):
-  shards = [sources.shard_indices(num_examples, i, num_shards) for i in range(num_shards)]
-  per_shard = num_examples // num_shards
-  assert all(len(s) == per_shard for s in shards)
-  everything = np.concatenate(shards)
-  np.testing.assert_array_equal(np.sort(everything), np.arange(num_shards * per_shard))
-  for s in shards:
-    np.testing.assert_array_equal(np.diff(s), 1)  # contiguous
-
-
-def test_shard_indices_errors():
-  with pytest.raises(UserError, match='cannot be split across 4 processes'):
-    sources.shard_indices(3, 0, 4)
-  with pytest.raises(ValueError):
-    sources.shard_indices(10, 2, 2)
-
-
 def test_check_batch_size():
   sources.check_batch_size(100, 100, 'train')
   expected = r'batch_size 128 is larger than the 100 examples of split validation; lower --config\.batch_size'

@@ -49,7 +49,7 @@ class ImageFolder:
   skipped: tuple
 
 
-class _BadImage(Exception):
+class BadImage(Exception):
   """An image file that cannot be used; the message says why."""
 
 
@@ -96,7 +96,7 @@ def load_image(path: str, resolution: int, channels: int) -> np.ndarray:
   """One image as uint8 [H, W, channels], cropped and resized if `resolution` > 0.
 
   Raises:
-    _BadImage: the file cannot be decoded or has pixels that cannot be converted faithfully.
+    BadImage: the file cannot be decoded or has pixels that cannot be converted faithfully.
   """
   from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top  (only this source needs it)
 
@@ -105,14 +105,14 @@ def load_image(path: str, resolution: int, channels: int) -> np.ndarray:
       image.load()
       if image.mode in ('I', 'F') or image.mode.startswith('I;'):
         # Converting 16-bit or float pixels to 8 bits clips them; the data would silently change.
-        raise _BadImage(f'it has {image.mode} (16-bit or float) pixels; save it with 8 bits per channel')
+        raise BadImage(f'it has {image.mode} (16-bit or float) pixels; save it with 8 bits per channel')
       image = ImageOps.exif_transpose(image)
       image = image.convert('L' if channels == 1 else 'RGB')
-  except _BadImage:
+  except BadImage:
     raise
   except Exception as e:  # pylint: disable=broad-except  # Pillow raises many types for broken files
     reason = ' '.join(str(e).split()) or type(e).__name__
-    raise _BadImage(f'it is not a readable image ({reason})') from None
+    raise BadImage(f'it is not a readable image ({reason})') from None
   if resolution:
     width, height = image.size
     side = min(width, height)
@@ -124,7 +124,7 @@ def load_image(path: str, resolution: int, channels: int) -> np.ndarray:
   return array[..., np.newaxis] if array.ndim == 2 else array
 
 
-def _check_options(resolution, channels, bad_files) -> None:
+def check_options(resolution, channels, bad_files) -> None:
   if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 0:
     raise UserError('config.data.resolution must be a non-negative integer (0: keep the images\' size), '
                     f'got {resolution!r}; fix --config.data.resolution')
@@ -155,14 +155,14 @@ def load_folder(directory: str | os.PathLike, resolution: int = 0, channels: int
     UserError: bad options, a missing or empty folder, a bad file under 'error', or no usable image.
   """
   directory = os.fspath(directory)
-  _check_options(resolution, channels, bad_files)
+  check_options(resolution, channels, bad_files)
   files, class_names = list_images(directory)
   t0 = time.perf_counter()
 
   def decode(rel):
     try:
       return load_image(os.path.join(directory, rel), int(resolution), channels)
-    except _BadImage as e:
+    except BadImage as e:
       return e
 
   images, kept, skipped, shape = None, [], [], None
@@ -170,11 +170,11 @@ def load_folder(directory: str | os.PathLike, resolution: int = 0, channels: int
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     # map keeps the files' order, so the first bad file reported is the first in sorted order.
     for rel, result in zip(files, pool.map(decode, files)):
-      if not isinstance(result, _BadImage) and shape is not None and result.shape != shape:
-        result = _BadImage(f'it is {result.shape[1]}x{result.shape[0]} but {kept[0]} is '
+      if not isinstance(result, BadImage) and shape is not None and result.shape != shape:
+        result = BadImage(f'it is {result.shape[1]}x{result.shape[0]} but {kept[0]} is '
                            f'{shape[1]}x{shape[0]}; set --config.data.resolution=SIZE to crop and resize '
                            'every image')
-      if isinstance(result, _BadImage):
+      if isinstance(result, BadImage):
         if bad_files == 'error':
           pool.shutdown(wait=True, cancel_futures=True)
           raise UserError(f'cannot use image {os.path.join(directory, rel)}: {result}; fix or remove it, '

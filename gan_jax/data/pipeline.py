@@ -8,10 +8,13 @@ Sources:
   folder  a folder of PNG/JPEG images, labelled by class sub-folders if it has them;
   tfds    any TFDS image dataset, read without TensorFlow (`tfds.data_source`).
 
-Image data is small (MNIST: 39 MB as uint8), so the training split lives on the device and batches are
-gathered there, inside the jit-compiled update: `lax.scan` over many steps never waits on the host.
+Pipelines (`data.pipeline`): 'device' keeps the training split on the device and gathers batches
+there, inside the jit-compiled update (MNIST is 39 MB as uint8): `lax.scan` over many steps never waits
+on the host. 'stream' reads each dispatch's batches on the host with Grain (`gan_jax.data.stream`) and
+hands them to the update as one block, for splits that do not fit on the device. 'auto' (the default)
+streams a split larger than `data.device_limit_mb`; the run logs which it chose and why.
 
-Order and reproducibility: every epoch is a permutation of the whole split drawn from
+Order and reproducibility on the device path: every epoch is a permutation of the whole split drawn from
 `fold_in(data_key, epoch)`. The permutation, the epoch and the position inside it are a `DataState`,
 part of the training state, so a checkpoint saves the exact place in the data and a resumed run sees the
 batches an uninterrupted one would. The global batch is `perm[position*B : (position+1)*B]`; a device
@@ -25,13 +28,15 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax import lax
 
-from gan_jax.data import scale as scale_lib, sources
+from gan_jax.data import scale as scale_lib, sources, stream
 from gan_jax.data.toy import ToyDistribution, build_toy
 from gan_jax.errors import UserError
 
 SOURCES = ("toy", "digits", "idx", "tfds", "cifar10", "folder")
+MEAN_RECORDS = 10000  # a streamed run's mean example (G's initial output bias) averages this many records
 
 
 @flax.struct.dataclass
@@ -51,11 +56,17 @@ class Sampler:
   num_examples: int = 0
   scale: str | None = None  # convert stored uint8 with this scale; None: stored as float32
   toy: ToyDistribution | None = None
+  # > 0: streamed data (`data.pipeline='stream'`) with this many batches an epoch. The host puts each
+  # dispatch's batches in `arrays["stream"]` (uint8 [draws, b, ...]; labels in
+  # `arrays["stream_labels"]`), the first of them global batch `arrays["stream_start"]`.
+  stream_steps: int = 0
 
   def init_state(self, data_key) -> DataState:
     n = self.num_examples
-    # Toy data has no order; a one-element placeholder keeps the state checkpointable.
-    perm = jax.random.permutation(jax.random.fold_in(data_key, 0), n) if n else jnp.zeros([1])
+    # Toy and streamed data have no order on the device; a one-element placeholder keeps the state
+    # checkpointable.
+    perm = (jax.random.permutation(jax.random.fold_in(data_key, 0), n) if n and not self.stream_steps
+            else jnp.zeros([1]))
     return DataState(perm=perm.astype(jnp.int32), epoch=jnp.int32(0), position=jnp.int32(0))
 
   def steps_per_epoch(self, batch_size: int) -> int:
@@ -77,6 +88,9 @@ class Sampler:
     """
     if self.toy is not None:
       return jax.vmap(self.toy.sample)(example_keys), state
+    if self.stream_steps:
+      x, _, state = self._streamed(arrays, state)
+      return x, state
     idx, state = self._indices(state, data_key, offset, global_batch, example_keys.shape[0])
     x = jnp.take(arrays["train"], idx, axis=0)
     return self.to_float(x), state
@@ -84,9 +98,11 @@ class Sampler:
   def next_labeled(self, arrays, state: DataState, data_key, example_keys, offset, global_batch):
     """`next` for class-conditional runs: (x, labels int32 [b], state), the labels gathered with the
     same indices as the examples from `arrays["labels"]` (`with_labels`)."""
-    if self.toy is not None or "labels" not in arrays:
+    if self.toy is not None or not ({"labels", "stream_labels"} & set(arrays)):
       raise UserError("model.num_classes > 0 needs labelled image data (idx, cifar10, folder with "
                       "class sub-folders, tfds); this data has no labels")
+    if self.stream_steps:
+      return self._streamed(arrays, state)
     idx, state = self._indices(state, data_key, offset, global_batch, example_keys.shape[0])
     x = jnp.take(arrays["train"], idx, axis=0)
     return self.to_float(x), jnp.take(arrays["labels"], idx, axis=0), state
@@ -103,6 +119,22 @@ class Sampler:
     state = lax.cond((state.position + 1) * global_batch > n, new_epoch, lambda s: s, state)
     idx = lax.dynamic_slice_in_dim(state.perm, state.position * global_batch + offset, b)
     return idx, state.replace(position=state.position + 1)
+
+  def _streamed(self, arrays, state: DataState):
+    """(x, labels or None, advanced state): the next batch of the block the host put in `arrays`.
+
+    Under `pmap` the block holds this device's examples, elsewhere the global batch (laid out by the
+    trainer). Global batch t = epoch * stream_steps + position is row t - stream_start of the block.
+    """
+    s = self.stream_steps
+    state = lax.cond(state.position >= s,
+                     lambda st: st.replace(epoch=st.epoch + 1, position=jnp.int32(0)), lambda st: st, state)
+    row = state.epoch * s + state.position - arrays["stream_start"]
+    x = lax.dynamic_index_in_dim(arrays["stream"], row, keepdims=False)
+    x = x.reshape((x.shape[0],) + tuple(self.example_shape))
+    y = (lax.dynamic_index_in_dim(arrays["stream_labels"], row, keepdims=False)
+         if "stream_labels" in arrays else None)
+    return self.to_float(x), y, state.replace(position=state.position + 1)
 
   def to_float(self, x):
     return scale_lib.from_uint8(x, self.scale)
@@ -123,6 +155,10 @@ class Data:
   # `arrays["labels"]` (`with_labels`); unconditional runs do not, and compile as without labels.
   labels: np.ndarray | None = None
   class_names: tuple | None = None  # the name of each label value, where the source has them
+  pipeline: str = "device"  # 'device' | 'stream' (data.pipeline, 'auto' resolved)
+  # Streamed data: the training records (`gan_jax.data.stream`), read by the trainer's Grain iterator;
+  # `arrays` is then empty and `labels` holds the records' labels where the source knows them.
+  records: object = None
 
   @property
   def example_shape(self):
@@ -137,6 +173,14 @@ def with_labels(data: Data, config) -> Data:
   """
   num_classes = int(config.model.get("num_classes", 0))
   arrays = {k: v for k, v in data.arrays.items() if k != "labels"}
+  if num_classes > 0 and data.pipeline == "stream":
+    if data.labels is None and not getattr(data.records, "has_labels", False):
+      raise UserError(f"model.num_classes={num_classes} needs labelled data, but {data.name} has no "
+                      "labels; set model.num_classes=0 or use a labelled source")
+    if data.labels is not None and len(data.labels) and int(np.max(data.labels)) >= num_classes:
+      raise UserError(f"model.num_classes={num_classes}, but {data.name}'s labels go up to "
+                      f"{int(np.max(data.labels))}; set model.num_classes={int(np.max(data.labels)) + 1}")
+    return data
   if num_classes > 0:
     if data.labels is None:
       raise UserError(f"model.num_classes={num_classes} needs labelled data, but {data.name} has no "
@@ -179,22 +223,70 @@ def load_split(data_config, split: str) -> np.ndarray:
 
 
 def build_data(config) -> Data:
-  """Loads the training split named by `config.data` and returns the `Data` of a run."""
+  """Loads (or, streamed, opens) the training split named by `config.data`; the `Data` of a run."""
   dc = config.data
   if dc.source not in SOURCES:
     raise UserError(f"unknown data.source {dc.source!r}; choose one of {list(SOURCES)}")
+  choice = dc.get("pipeline", "auto")
+  if choice not in stream.PIPELINES:
+    raise UserError(f"unknown data.pipeline {choice!r}; choose one of {list(stream.PIPELINES)}")
   if dc.source == "toy":
+    if choice == "stream":
+      raise UserError("data.pipeline='stream' reads image data from the host; toy data is sampled on the "
+                      "device: set data.pipeline='auto' or 'device'")
     toy = build_toy(dc)
     return with_labels(Data(Sampler(example_shape=(toy.dim,), toy=toy), {}, None, toy.name), config)
+  if choice != "device":
+    opened = sources.open_records(dc)
+    records = opened.records
+    size_mb = len(records) * int(np.prod(records.example_shape)) / 2**20
+    limit = float(dc.get("device_limit_mb", 2048))
+    if choice == "stream" or size_mb > limit:
+      why = "data.pipeline='stream'" if choice == "stream" else f"{size_mb:.0f} MB > data.device_limit_mb={limit:g}"
+      logging.info("data pipeline: stream (%s, %d records of %s; %s)", opened.name, len(records),
+                   "x".join(map(str, records.example_shape)), why)
+      return with_labels(_streamed_data(config, opened), config)
+    logging.info("data pipeline: device (%s, %.0f MB <= data.device_limit_mb=%g)", opened.name, size_mb, limit)
   loaded = sources.load_images(dc, "train")
   sources.check_batch_size(len(loaded.images), config.batch_size, "train")
   x, scale, shape = prepare_images(loaded.images, dc)
-  mean = x.reshape(len(x), -1).mean(axis=0, dtype=np.float64)
-  if scale == "unit":
-    mean = mean / 255.0
-  elif scale == "symmetric":
-    mean = mean / 127.5 - 1.0
+  mean = _model_scale(x.reshape(len(x), -1).mean(axis=0, dtype=np.float64), scale)
   sampler = Sampler(example_shape=shape, num_examples=len(x), scale=scale)
   return with_labels(Data(sampler, {"train": x}, mean.reshape(shape), loaded.name,
                           image_shape=tuple(loaded.images.shape[1:]), display_scale=scale,
                           labels=loaded.labels, class_names=loaded.class_names), config)
+
+
+def _model_scale(mean_uint8, scale):
+  """A mean in uint8 units, in the model's scale (unchanged for data stored as float)."""
+  if scale == "unit":
+    return mean_uint8 / 255.0
+  if scale == "symmetric":
+    return mean_uint8 / 127.5 - 1.0
+  return mean_uint8
+
+
+def _streamed_data(config, opened) -> Data:
+  """The `Data` of a streamed run over `opened.records` (nothing is loaded but the mean example)."""
+  dc, records = config.data, opened.records
+  if dc.get("gcn", False):
+    raise UserError("data.gcn normalises with statistics of the whole split, which a streamed run does "
+                    "not hold; set data.pipeline='device' (or data.gcn=False)")
+  prepare_images(np.zeros((1,) + records.example_shape, np.uint8), dc)  # checks layout and scale
+  stream.check_shards(len(records), config.batch_size, jax.process_count())
+  stream.default_workers(dc.get("workers", 0))
+  shape = tuple(sources.apply_layout(np.zeros((1,) + records.example_shape, np.uint8), dc.layout).shape[1:])
+  # G's output bias starts at the mean example: of up to MEAN_RECORDS records spread over the split,
+  # each process reading its share.
+  total, count = records.mean_sum(MEAN_RECORDS, jax.process_index(), jax.process_count())
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    # Gathered as their bytes (uint32 pairs): JAX would round float64 to float32.
+    parts = np.asarray(multihost_utils.process_allgather(total.view(np.uint32)))
+    total = np.ascontiguousarray(parts).view(np.float64).sum(axis=0)
+  mean = _model_scale((total / count).reshape(-1), dc.scale).reshape(shape)
+  n = len(records)
+  sampler = Sampler(example_shape=shape, num_examples=n, scale=dc.scale,
+                    stream_steps=n // config.batch_size)
+  return Data(sampler, {}, mean, opened.name, image_shape=records.example_shape, display_scale=dc.scale,
+              labels=opened.labels, class_names=opened.class_names, pipeline="stream", records=records)

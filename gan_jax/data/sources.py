@@ -21,8 +21,11 @@ Splits follow the GAN paper: 'train' is the first `num_train` examples of the so
 has no fixed order or test set: its images are shuffled once with a fixed seed, 'train' is the
 first `num_train`, and 'validation' and 'test' are both the rest (as for 'digits').
 
-The preprocessing helpers (`to_float`, `global_contrast_normalize`, `apply_layout`) and the
-sharding helpers (`shard_indices`, `check_batch_size`) are pure numpy, used by the device pipeline.
+`open_records` opens the training split for streaming (`gan_jax.data.stream`): image folders and TFDS
+splits are decoded record by record when read, the small sources are loaded into host memory.
+
+The preprocessing helpers (`to_float`, `global_contrast_normalize`, `apply_layout`) and
+`check_batch_size` are pure numpy, used by the device pipeline.
 """
 
 import dataclasses
@@ -36,6 +39,7 @@ from gan_jax.data import folder
 from gan_jax.data import idx
 from gan_jax.data import paths
 from gan_jax.data import scale as scale_lib
+from gan_jax.data import stream
 from gan_jax.data import tfds_source
 from gan_jax.errors import UserError
 
@@ -144,24 +148,32 @@ def _load_cifar10(config_data: Any, split: str) -> LoadedData:
   return LoadedData(images[num_train:], labels[num_train:], name, cifar10.CLASS_NAMES)
 
 
-def _load_folder(config_data: Any, split: str) -> LoadedData:
+def _folder_dir(config_data: Any) -> str:
   directory = _get(config_data, 'dir', '')
   if not directory:
     raise UserError('the folder source needs a folder of PNG or JPEG images; set --config.data.dir=FOLDER')
+  return directory
+
+
+def _folder_split(config_data: Any, split: str, n: int, name: str) -> np.ndarray:
+  """Indices (into the sorted files) of a folder's split."""
+  num_train = _num_train(config_data)
+  # Sorted file order groups images by class: one fixed shuffle makes validation a fair sample.
+  order = np.random.RandomState(FOLDER_SEED).permutation(n)
+  if split == 'train':
+    return order[:num_train]
+  if num_train >= n:
+    raise _empty_validation(name, num_train, n)
+  return order[num_train:]
+
+
+def _load_folder(config_data: Any, split: str) -> LoadedData:
+  directory = _folder_dir(config_data)
   loaded = folder.load_folder(directory, resolution=_get(config_data, 'resolution', 0),
                               channels=_get(config_data, 'channels', 3),
                               bad_files=_get(config_data, 'bad_files', 'error'))
   name = _get(config_data, 'name', '') or os.path.basename(os.path.normpath(directory))
-  num_train = _num_train(config_data)
-  n = loaded.images.shape[0]
-  # Sorted file order groups images by class: one fixed shuffle makes validation a fair sample.
-  order = np.random.RandomState(FOLDER_SEED).permutation(n)
-  if split == 'train':
-    chosen = order[:num_train]
-  else:
-    if num_train >= n:
-      raise _empty_validation(name, num_train, n)
-    chosen = order[num_train:]
+  chosen = _folder_split(config_data, split, loaded.images.shape[0], name)
   labels = None if loaded.labels is None else loaded.labels[chosen]
   return LoadedData(loaded.images[chosen], labels, name, loaded.class_names)
 
@@ -184,6 +196,52 @@ def _load_tfds(config_data: Any, split: str) -> LoadedData:
     tfds_split = f'train[{num_train}:{size}]'
   images, labels = tfds_source.load_tfds(name, tfds_split, data_dir)
   return LoadedData(images, labels, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedRecords:
+  """The training split opened for streaming: random-access `records` (`gan_jax.data.stream`)."""
+
+  records: Any
+  name: str
+  labels: np.ndarray | None
+  class_names: tuple | None = None
+
+
+def open_records(config_data: Any) -> OpenedRecords:
+  """The training split of `config_data` as records a streamed run reads one by one.
+
+  Image folders are listed (the same files and split as `load_images`) and decoded when read;
+  `bad_files` applies when a file is read. TFDS splits are read through `tfds.data_source`. The
+  other sources are small: their split is loaded into host memory.
+  """
+  source = _get(config_data, 'source', '')
+  if source == 'folder':
+    directory = _folder_dir(config_data)
+    resolution = _get(config_data, 'resolution', 0)
+    channels = _get(config_data, 'channels', 3)
+    bad_files = _get(config_data, 'bad_files', 'error')
+    folder.check_options(resolution, channels, bad_files)
+    files, class_names = folder.list_images(directory)
+    name = _get(config_data, 'name', '') or os.path.basename(os.path.normpath(directory))
+    chosen = _folder_split(config_data, 'train', len(files), name)
+    files = [files[i] for i in chosen]
+    labels = None
+    if class_names is not None:
+      index = {c: i for i, c in enumerate(class_names)}
+      labels = np.asarray([index[f.split(os.sep, 1)[0]] for f in files], np.int32)
+    records = stream.FolderRecords(directory, files, labels, resolution, channels, bad_files)
+    return OpenedRecords(records, name, labels, class_names)
+  if source == 'tfds':
+    name = _get(config_data, 'name', '')
+    data_dir = _get(config_data, 'dir', '') or None
+    num_train = _num_train(config_data)
+    size = tfds_source.tfds_num_examples(name, 'train', data_dir)
+    split = 'train' if num_train >= size else f'train[0:{num_train}]'
+    return OpenedRecords(stream.TfdsRecords(tfds_source.open_source(name, split, data_dir), name), name, None)
+  loaded = load_images(config_data, 'train')
+  return OpenedRecords(stream.ArrayRecords(loaded.images, loaded.labels), loaded.name, loaded.labels,
+                       loaded.class_names)
 
 
 def load_digits_split(split: str) -> LoadedData:
@@ -323,33 +381,6 @@ def apply_layout(x: np.ndarray, layout: str) -> np.ndarray:
   if layout == 'nhwc':
     return x
   raise UserError(f'unknown data layout {layout!r}; use one of {", ".join(LAYOUTS)}')
-
-
-def shard_indices(num_examples: int, shard_index: int, num_shards: int) -> np.ndarray:
-  """Indices of the examples that process `shard_index` of `num_shards` reads.
-
-  Each shard gets the same number of examples, `num_examples // num_shards`, as one contiguous
-  slice; the last `num_examples % num_shards` examples are dropped so that all processes take the
-  same number of steps.
-
-  Args:
-    num_examples: examples in the split.
-    shard_index: this process's index, in [0, num_shards).
-    num_shards: the number of processes.
-
-  Returns:
-    int64 [num_examples // num_shards] indices.
-  """
-  if num_shards < 1 or not 0 <= shard_index < num_shards:
-    raise ValueError(f'bad shard {shard_index} of {num_shards}')
-  per_shard = num_examples // num_shards
-  if per_shard == 0:
-    raise UserError(
-        f'{num_examples} examples cannot be split across {num_shards} processes; '
-        'use more data or fewer processes'
-    )
-  start = shard_index * per_shard
-  return np.arange(start, start + per_shard, dtype=np.int64)
 
 
 def check_batch_size(n_examples: int, batch_size: int, name: str) -> None:

@@ -85,7 +85,7 @@ def _diagnose(tfds, name: str, split: str, data_dir: str | None, error: Exceptio
   )
 
 
-def _open_source(name: str, split: str, data_dir: str | None):
+def open_source(name: str, split: str, data_dir: str | None):
   """Opens a TFDS random-access data source, never downloading; raises UserError on failure."""
   tfds = _import_tfds()
   if not name:
@@ -116,7 +116,7 @@ def tfds_num_examples(name: str, split: str, data_dir: str | os.PathLike | None 
   Raises:
     UserError: as `load_tfds`.
   """
-  return len(_open_source(name, split, data_dir))
+  return len(open_source(name, split, data_dir))
 
 
 def _read_records(source, n: int):
@@ -160,7 +160,7 @@ def load_tfds(
       in a format that cannot be read without TensorFlow), the split is invalid or empty, or the
       data set has no fixed-shape uint8 'image' feature.
   """
-  source = _open_source(name, split, data_dir)
+  source = open_source(name, split, data_dir)
   n = len(source)
   if n == 0:
     raise UserError(f'split {split!r} of TFDS data set {name!r} is empty; choose another split')

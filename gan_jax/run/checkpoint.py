@@ -42,6 +42,8 @@ RESUMABLE_KEYS = config_lib.DRIVER_KEYS + ("num_steps", "data.dir")
 ADJUSTABLE_KEYS = ("optimizer.g_lr", "optimizer.d_lr", "optimizer.b1", "optimizer.b2", "optimizer.momentum",
                    "optimizer.min_lr", "optimizer.decay_factor", "loss.d_weight", "loss.penalty_weight",
                    "precision")
+# The item of a streamed run's checkpoints holding its Grain iterator's position.
+DATA_ITERATOR = "data_iterator"
 # Orbax messages that mean the disk, not the checkpoint, is the problem.
 _DISK_ERRORS = ("No space left on device", "RESOURCE_EXHAUSTED", "Disk quota exceeded", "Read-only file system",
                 "Permission denied", "os_error_code='28'")
@@ -149,7 +151,8 @@ class Checkpointer:
                                            enable_async_checkpointing=False,
                                            cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "config"))
+                                         item_names=("state", "config", DATA_ITERATOR))
+    self.restored_step = None  # after `restore`: the step of the checkpoint it read
     self.adjusted = []  # after `restore`: the ADJUSTABLE_KEYS changed since the checkpoint, as 'key: old -> new'
 
 
@@ -160,8 +163,11 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
-  def save(self, step: int, state, config: ml_collections.ConfigDict) -> None:
+  def save(self, step: int, state, config: ml_collections.ConfigDict, data_iterator=None) -> None:
     """Saves `state` (a host pytree) at `step`; returns once it is on disk. A saved step is kept.
+
+    A streamed run passes its Grain `data_iterator`: its position goes into the checkpoint too (one
+    file per process, Grain's Orbax handler).
 
     Raises:
       UserError: the disk is full or not writable; the unfinished checkpoint is removed, the earlier
@@ -171,8 +177,11 @@ class Checkpointer:
       return
     try:
       with orbax_errors_silenced():
-        self.manager.save(step, force=True, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_to_json(config))))
+        items = dict(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_to_json(config)))
+        if data_iterator is not None:
+          import grain  # pylint: disable=g-import-not-at-top  (streamed runs only)
+          items[DATA_ITERATOR] = grain.checkpoint.CheckpointSave(data_iterator)
+        self.manager.save(step, force=True, args=ocp.args.Composite(**items))
         self.manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       reason = disk_error(e)
@@ -266,9 +275,28 @@ class Checkpointer:
         continue
       if errors:
         self._set_aside([s for s in steps if s > step])
+      self.restored_step = step
       return restored["state"]
     raise UserError(f"no readable checkpoint in {self.directory} ({'; '.join(errors)}): "
                     "move that folder away to start afresh")
+
+  def restore_data_iterator(self, data_iterator) -> bool:
+    """Sets a Grain iterator to the position saved with the checkpoint `restore` read.
+
+    Returns False, leaving the iterator as it is, when that checkpoint has no position for this
+    process (written by the device pipeline, or by a run with another process count).
+    """
+    if self.restored_step is None:
+      return False
+    where = os.path.join(self.directory, str(self.restored_step), DATA_ITERATOR,
+                         f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+    if not os.path.exists(where):
+      return False
+    import grain  # pylint: disable=g-import-not-at-top
+    with orbax_errors_silenced():
+      self.manager.restore(self.restored_step, args=ocp.args.Composite(
+          **{DATA_ITERATOR: grain.checkpoint.CheckpointRestore(data_iterator)}))
+    return True
 
   def _set_aside(self, steps):
     """Moves unreadable checkpoints out of Orbax's way, keeping them for inspection."""

@@ -142,6 +142,8 @@ class RunReader:
 
   def training_images(self) -> np.ndarray:
     """The training split as float32 [N, ...] in model scale (what G learns to imitate)."""
+    if self.data.pipeline == "stream":  # nothing was loaded: read the split
+      return pipeline.load_split(self.config.data, "train")
     x = self.data.arrays["train"]
     return np.asarray(self.data.sampler.to_float(x)) if self.data.sampler.scale else x
 
