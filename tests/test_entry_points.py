@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, load_config, subprocess_env
 
 ENTRY_POINTS = ["gan_jax.main", "gan_jax.sample", "gan_jax.evaluate", "gan_jax.sweep", "gan_jax.bench", "gan_jax.bench.vmap", "gan_jax.bench.agenda",
+                "gan_jax.bench.stream",
                 "gan_jax.data.fetch", "gan_jax.evaluation.parzen", "gan_jax.paper.table1",
                 "gan_jax.paper.trajectory", "gan_jax.paper.figures", "gan_jax.paper.figure1"]
 

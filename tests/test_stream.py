@@ -334,3 +334,27 @@ def test_vmapped_runs_need_the_device_pipeline():
   with pytest.raises(UserError, match="vmapped runs share one device-resident training split, but digits is "
                                       "streamed"):
     vmap.VmapGroup.build(configs)
+
+
+def test_stream_benchmark_end_to_end(tmp_path):
+  """`python -m gan_jax.bench.stream` in a tiny form: it makes the folder (refusing one with files),
+  times the pipeline and both DCGAN rows, and writes the report."""
+  from gan_jax.bench import stream as bench_stream  # pylint: disable=g-import-not-at-top
+  taken = tmp_path / "taken"
+  taken.mkdir()
+  (taken / "mine.txt").write_text("a user's file")
+  with pytest.raises(UserError, match="--make writes into a new or empty folder, but .*taken holds files"):
+    bench_stream.make_folder(str(taken), 4)
+  assert (taken / "mine.txt").read_text() == "a user's file"
+  out = tmp_path / "report.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "gan_jax.bench.stream", f"--folder={tmp_path / 'png'}", "--make=48", "--quick",
+       "--batch_size=8", "--iters=1", "--rounds=1", "--pipeline_batches=2", f"--json_out={out}"],
+      cwd=REPO, env=subprocess_env(1), capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report["images"] == 48 and report["pipeline_images_per_s"] > 0
+  assert report["device_iters_per_s"] > 0 and report["stream_iters_per_s"] > 0
+  assert report["stream_over_device"] == pytest.approx(report["stream_iters_per_s"] / report["device_iters_per_s"],
+                                                       rel=1e-3)
+  assert "stream/device" in proc.stdout and len(os.listdir(tmp_path / "png")) == 48
