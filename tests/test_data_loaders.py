@@ -13,6 +13,7 @@ import pytest
 
 from gan_jax.data import idx
 from gan_jax.data import sources
+from gan_jax.data import stream
 from gan_jax.data import tfds_source
 from gan_jax.errors import UserError
 
@@ -292,6 +293,28 @@ def test_load_tfds_prepared_dataset(tiny_tfds_dir, no_network):
   part, _ = tfds_source.load_tfds('gan_jax_tiny_images', 'train[2:5]', data_dir=tiny_tfds_dir)
   np.testing.assert_array_equal(part, images[2:5])
   assert tfds_source.tfds_num_examples('gan_jax_tiny_images', 'test', tiny_tfds_dir) == 4
+
+
+def test_tfds_split_streams_record_by_record(tiny_tfds_dir, no_network):
+  """`data.pipeline='stream'` reads a TFDS split through `tfds.data_source`, one record at a time: the
+  same examples and labels as the loaded split, in the stream's order."""
+  config = ml_collections.ConfigDict(
+      {'source': 'tfds', 'name': 'gan_jax_tiny_images', 'dir': tiny_tfds_dir, 'num_train': 8}
+  )
+  opened = sources.open_records(config)
+  train = sources.load_images(config, 'train')
+  records = opened.records
+  assert len(records) == 8 and records.has_labels and records.example_shape == (4, 5, 3)
+  for i in range(8):
+    image, label = records[i]
+    np.testing.assert_array_equal(image, train.images[i])
+    assert label == train.labels[i]
+  order = stream.StreamOrder(8, 4, seed=0)
+  images, labels = stream.take(stream.make_iterator(records, order, workers=2), 2)
+  chosen = np.concatenate([order.batch_records(0), order.batch_records(1)])
+  assert sorted(chosen) == list(range(8))  # one epoch: every record once
+  np.testing.assert_array_equal(images.reshape(8, 4, 5, 3), train.images[chosen])
+  np.testing.assert_array_equal(labels.reshape(8), train.labels[chosen])
 
 
 def test_load_images_tfds_paper_splits(tiny_tfds_dir, no_network):

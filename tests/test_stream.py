@@ -336,16 +336,20 @@ def test_vmapped_runs_need_the_device_pipeline():
     vmap.VmapGroup.build(configs)
 
 
-def test_stream_benchmark_end_to_end(tmp_path):
-  """`python -m gan_jax.bench.stream` in a tiny form: it makes the folder (refusing one with files),
-  times the pipeline and both DCGAN rows, and writes the report."""
+def test_stream_benchmark_never_writes_into_a_folder_with_files(tmp_path):
   from gan_jax.bench import stream as bench_stream  # pylint: disable=g-import-not-at-top
   taken = tmp_path / "taken"
   taken.mkdir()
   (taken / "mine.txt").write_text("a user's file")
   with pytest.raises(UserError, match="--make writes into a new or empty folder, but .*taken holds files"):
     bench_stream.make_folder(str(taken), 4)
-  assert (taken / "mine.txt").read_text() == "a user's file"
+  assert os.listdir(taken) == ["mine.txt"] and (taken / "mine.txt").read_text() == "a user's file"
+
+
+@pytest.mark.slow
+def test_stream_benchmark_end_to_end(tmp_path):
+  """`python -m gan_jax.bench.stream` in a tiny form: it makes the folder, times the pipeline and both
+  DCGAN rows, and writes the report."""
   out = tmp_path / "report.json"
   proc = subprocess.run(
       [sys.executable, "-m", "gan_jax.bench.stream", f"--folder={tmp_path / 'png'}", "--make=48", "--quick",
