@@ -128,6 +128,17 @@ def test_auto_streams_above_the_device_limit_and_says_so(caplog):
   np.testing.assert_allclose(forced.mean_example, pipeline.build_data(_digits()).mean_example, atol=1e-6)
 
 
+def test_auto_reads_an_in_memory_split_once(monkeypatch):
+  from gan_jax.data import sources  # pylint: disable=g-import-not-at-top
+  calls = []
+  load = sources.load_images
+  monkeypatch.setattr(sources, "load_images", lambda *a: calls.append(a[1]) or load(*a))
+  for pipeline_name in ("auto", "device", "stream"):
+    calls.clear()
+    pipeline.build_data(_digits(pipeline=pipeline_name))
+    assert calls == ["train"], (pipeline_name, calls)
+
+
 @pytest.mark.parametrize("data,message", [
     ({"pipeline": "disk"}, "unknown data.pipeline 'disk'; choose one of"),
     ({"pipeline": "stream", "gcn": True}, "data.gcn normalises with statistics of the whole split"),

@@ -236,6 +236,7 @@ def build_data(config) -> Data:
                       "device: set data.pipeline='auto' or 'device'")
     toy = build_toy(dc)
     return with_labels(Data(Sampler(example_shape=(toy.dim,), toy=toy), {}, None, toy.name), config)
+  loaded = None
   if choice != "device":
     opened = sources.open_records(dc)
     records = opened.records
@@ -247,7 +248,9 @@ def build_data(config) -> Data:
                    "x".join(map(str, records.example_shape)), why)
       return with_labels(_streamed_data(config, opened), config)
     logging.info("data pipeline: device (%s, %.0f MB <= data.device_limit_mb=%g)", opened.name, size_mb, limit)
-  loaded = sources.load_images(dc, "train")
+    loaded = opened.loaded  # already in memory for idx, cifar10 and digits: not read twice
+  if loaded is None:
+    loaded = sources.load_images(dc, "train")
   sources.check_batch_size(len(loaded.images), config.batch_size, "train")
   x, scale, shape = prepare_images(loaded.images, dc)
   mean = _model_scale(x.reshape(len(x), -1).mean(axis=0, dtype=np.float64), scale)
@@ -272,10 +275,9 @@ def _streamed_data(config, opened) -> Data:
   if dc.get("gcn", False):
     raise UserError("data.gcn normalises with statistics of the whole split, which a streamed run does "
                     "not hold; set data.pipeline='device' (or data.gcn=False)")
-  prepare_images(np.zeros((1,) + records.example_shape, np.uint8), dc)  # checks layout and scale
+  _, _, shape = prepare_images(np.zeros((1,) + records.example_shape, np.uint8), dc)  # checks layout, scale
   stream.check_shards(len(records), config.batch_size, jax.process_count())
   stream.default_workers(dc.get("workers", 0))
-  shape = tuple(sources.apply_layout(np.zeros((1,) + records.example_shape, np.uint8), dc.layout).shape[1:])
   # G's output bias starts at the mean example: of up to MEAN_RECORDS records spread over the split,
   # each process reading its share.
   total, count = records.mean_sum(MEAN_RECORDS, jax.process_index(), jax.process_count())

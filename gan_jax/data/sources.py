@@ -206,6 +206,7 @@ class OpenedRecords:
   name: str
   labels: np.ndarray | None
   class_names: tuple | None = None
+  loaded: LoadedData | None = None  # the whole split, for the sources loaded into host memory
 
 
 def open_records(config_data: Any) -> OpenedRecords:
@@ -241,7 +242,7 @@ def open_records(config_data: Any) -> OpenedRecords:
     return OpenedRecords(stream.TfdsRecords(tfds_source.open_source(name, split, data_dir), name), name, None)
   loaded = load_images(config_data, 'train')
   return OpenedRecords(stream.ArrayRecords(loaded.images, loaded.labels), loaded.name, loaded.labels,
-                       loaded.class_names)
+                       loaded.class_names, loaded)
 
 
 def load_digits_split(split: str) -> LoadedData:

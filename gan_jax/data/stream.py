@@ -26,6 +26,7 @@ so a run killed mid-epoch and resumed trains on exactly the batches an uninterru
 """
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -39,6 +40,7 @@ SHUFFLE_ROUNDS = 4  # Grain's own shuffle uses 4 rounds of its permutation
 _MAX_WORKERS = 16
 
 
+@functools.lru_cache(maxsize=16)  # called for every record; an epoch's records share it
 def epoch_seed(seed: int, epoch: int) -> int:
   """The permutation seed of `epoch`: a pure function of (seed, epoch), in [0, 2**32)."""
   return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch)]).generate_state(1)[0])
