@@ -359,6 +359,36 @@ def test_stream_benchmark_never_writes_into_a_folder_with_files(tmp_path):
   assert os.listdir(taken) == ["mine.txt"] and (taken / "mine.txt").read_text() == "a user's file"
 
 
+GOOD_BENCH_FLAGS = {"folder": "DIR", "make": 0, "workers": 0, "batch_size": 64, "pipeline_batches": 200,
+                    "iters": 2, "rounds": 12}
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("folder", "", "--folder is required"), ("make", -3, "--make must be 0 or more, got -3"),
+    ("workers", -1, "--workers must be 0 or more"), ("batch_size", 0, "--batch_size must be at least 1, got 0"),
+    ("pipeline_batches", 0, "--pipeline_batches must be at least 1"), ("iters", 0, "--iters must be at least 1"),
+    ("rounds", 0, "--rounds must be at least 1"),
+])
+def test_stream_benchmark_flags(flag, value, message):
+  from gan_jax.bench import stream as bench_stream  # pylint: disable=g-import-not-at-top
+  bench_stream.check_flags(GOOD_BENCH_FLAGS)
+  with pytest.raises(UserError, match=message):
+    bench_stream.check_flags(dict(GOOD_BENCH_FLAGS, **{flag: value}))
+
+
+def test_stream_benchmark_bad_input_is_one_line(tmp_path):
+  """Through the command: a bad flag, and a folder without images, each one `error:` line, nothing made."""
+  for args, message in ((["--folder=" + str(tmp_path / "new"), "--make=-3"], "error: --make must be 0 or more"),
+                        (["--folder=" + str(tmp_path)], "has no PNG or JPEG images; put .png/.jpg/.jpeg files in "
+                                                        "it (or in one sub-folder per class), or pass another --folder")):
+    proc = subprocess.run([sys.executable, "-m", "gan_jax.bench.stream", *args], cwd=REPO, env=subprocess_env(1),
+                          capture_output=True, text=True, timeout=120, check=False)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+  assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.slow
 def test_stream_benchmark_end_to_end(tmp_path):
   """`python -m gan_jax.bench.stream` in a tiny form: it makes the folder, times the pipeline and both

@@ -137,17 +137,35 @@ def training_rates(config, streamed: pipeline.Data, iters: int, rounds: int, log
   return rates
 
 
+# Flags that must be at least 1 (`--make` and `--workers` may be 0).
+_POSITIVE = ("batch_size", "pipeline_batches", "iters", "rounds")
+
+
+def check_flags(values: dict) -> None:
+  """One `UserError` for the first bad flag value, before anything is read or written."""
+  if not values.get("folder"):
+    raise UserError("--folder is required: a folder of images, or a new one with --make=N")
+  for name in _POSITIVE:
+    if values[name] < 1:
+      raise UserError(f"--{name} must be at least 1, got {values[name]}")
+  for name in ("make", "workers"):
+    if values[name] < 0:
+      raise UserError(f"--{name} must be 0 or more, got {values[name]}")
+
+
 def _main(argv):
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
-  if not f.folder:
-    raise UserError("--folder is required: a folder of images, or a new one with --make=N")
+  check_flags({name: f[name].value for name in ("folder", "make", "workers", *_POSITIVE)})
   if f.make:
     make_folder(f.folder, f.make)
   config = dcgan64_config(os.path.abspath(f.folder), f.batch_size, f.quick)
   config.data.workers = f.workers
-  streamed = pipeline.build_data(config)
+  try:
+    streamed = pipeline.build_data(config)
+  except UserError as e:  # the data errors name the config key; this command's flag is --folder
+    raise UserError(str(e).replace("--config.data.dir", "--folder")) from None
   opened_records = streamed.records
   print(f"{len(opened_records)} images in {f.folder}; batch {f.batch_size}", flush=True)
   rate = pipeline_rate(opened_records, f.batch_size, f.pipeline_batches, f.workers)
