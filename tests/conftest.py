@@ -39,6 +39,27 @@ def load_config(name: str, arg: str = "smoke"):
   return config_lib.from_file(os.path.join(CONFIGS, f"{name}.py") + (f":{arg}" if arg else ""))
 
 
+# Training processes a test started (`test_reliability._start`); `no_leftover_runs` kills those still
+# running when the test ends, so a failing test leaves none behind.
+RUNNING = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_runs():
+  yield
+  while RUNNING:
+    proc = RUNNING.pop()
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+@pytest.fixture(scope="module")
+def xla_cache(tmp_path_factory):
+  """A persistent XLA cache shared by the training commands one test module starts."""
+  return str(tmp_path_factory.mktemp("xla_cache"))
+
+
 @pytest.fixture
 def python():
   return sys.executable

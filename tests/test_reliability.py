@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, load_config, subprocess_env
+from conftest import REPO, RUNNING, load_config, subprocess_env
 from gan_jax import train
 from gan_jax.core import build
 from gan_jax.run import checkpoint, logs, signals
@@ -60,11 +60,6 @@ def _config(overrides=None):
 
 
 # ----------------------------------------------------------------------------- subprocess helpers
-@pytest.fixture(scope="module")
-def xla_cache(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("xla_cache"))
-
-
 def _config_file(path, overrides, nan_at=None):
   """Writes a config file: mog_2d's smoke config with TINY and `overrides` applied (and, with
   `nan_at`, a NaN D loss reported at that step)."""
@@ -83,20 +78,6 @@ def _config_file(path, overrides, nan_at=None):
   return path
 
 
-_RUNNING = []
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_runs():
-  """A failing test must not leave a training process behind."""
-  yield
-  while _RUNNING:
-    proc = _RUNNING.pop()
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait()
-
-
 def _start(workdir, xla_cache, overrides=None, nan_at=None):
   """Starts `python -m gan_jax.main` on the tiny config; stdout and stderr go to files next to workdir."""
   env = subprocess_env(1)
@@ -110,7 +91,7 @@ def _start(workdir, xla_cache, overrides=None, nan_at=None):
   cmd = [sys.executable, "-m", "gan_jax.main", f"--config={config}", f"--workdir={workdir}"]
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err)
   proc.files = (out, err)
-  _RUNNING.append(proc)
+  RUNNING.append(proc)  # killed after the test if still running (conftest.no_leftover_runs)
   return proc
 
 

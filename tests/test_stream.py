@@ -24,7 +24,6 @@ from gan_jax.errors import UserError
 from gan_jax.run import reader
 
 import test_reliability as rel
-from test_reliability import _no_leftover_runs, xla_cache  # pylint: disable=unused-import  (fixtures)
 
 
 # ----------------------------------------------------------------------------- order and shards
