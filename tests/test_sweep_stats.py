@@ -92,6 +92,20 @@ def test_paired_uses_only_common_finite_seeds():
   assert p.n == 1 and math.isnan(p.p) and "no test possible" in p.note
 
 
+def test_the_same_difference_on_every_seed_is_not_a_detected_effect():
+  """Counts (modes covered) often differ by the same amount on every seed: with no spread the t-test
+  is undefined, and two seeds are no evidence, so no verdict is made."""
+  a, b = {0: 7.0, 1: 6.0}, {0: 8.0, 1: 7.0}
+  p = stats.paired_comparison(a, b)
+  assert p.mean_diff == 1.0 and p.sd_diff == 0.0 and math.isnan(p.p_t) and math.isnan(p.p)
+  assert "the same difference on every seed" in p.note
+  assert stats.paired_comparison({0: 7.0, 1: 6.0}, {0: 7.0, 1: 6.0}).p == 1.0  # no difference at all
+  e = stats.axis_effects(_results({(("loss", "A"),): a, (("loss", "B"),): b}), "loss", "score",
+                         higher_is_better=True)
+  assert "beats" not in e.sentence and "No difference detectable" in e.sentence
+  assert "not tested: the same difference on every seed" in e.sentence
+
+
 def test_planted_effect_is_found_and_no_effect_is_not():
   a, b = _planted(5.0)
   p = stats.paired_comparison(a, b, n_resamples=2000)

@@ -280,6 +280,8 @@ def _sentence(axis, metric, higher_is_better, values, pooled, alpha, n_family, u
     ci = f" [{fmt(lo)}, {fmt(hi)}]" if math.isfinite(s.low) else " (no CI with < 3 seeds)"
     p_text = "Holm p" + ("<0.001" if s.p_holm is not None and s.p_holm < 0.001 else f"={fmt_p(s.p_holm)}")
     p_text += f" over {n_family} comparisons" if n_family > 1 else ""
+    if not math.isfinite(s.p):  # nothing to test (the same difference on every seed, under the t-test)
+      p_text = "not tested: the same difference on every seed, no spread for a t-test"
     if s.p_holm is not None and s.p_holm < alpha:
       parts.append(f"{winner} beats {loser} by {fmt(f * s.mean_diff)} {metric}{ci} ({where}; {p_text}).")
     else:
