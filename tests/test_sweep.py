@@ -233,6 +233,15 @@ def test_every_sweep_file_expands_into_valid_runs(name, arg):
     validation.validate(run.config)
 
 
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(REPO, "experiments", "ablations"))
+                                        if f.endswith(".py")))
+def test_every_sweep_file_refuses_an_unknown_argument(name):
+  """A typo (`:smok`) is an error, not the full sweep."""
+  path = os.path.join(REPO, "experiments", "ablations", name)
+  with pytest.raises(UserError, match="unknown config argument 'smok'"):
+    sweep.load_sweep_file(f"{path}:smok")
+
+
 def test_evaluation_during_training_reports_each_runs_best_without_changing_training(tmp_path):
   spec = '{"axes": {"loss.name": ["hinge"]}, "seeds": [0, 1], "metrics": ["modes_covered", "kl_modes"]}'
   path = _sweep_file(tmp_path, spec)

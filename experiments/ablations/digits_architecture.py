@@ -19,11 +19,13 @@ both of dimension 32 (unit variance either way). 2 seeds per cell. Metrics as in
 import os
 
 from gan_jax import config as config_lib
+from gan_jax.validation import check_arg
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 
 def get_config(arg: str = ""):
+  check_arg(arg)
   c = config_lib.from_file(os.path.join(_CONFIGS, "digits.py"))
   c.num_steps = 2000
   c.steps_per_dispatch = 500
@@ -38,6 +40,7 @@ def get_config(arg: str = ""):
 
 
 def get_sweep(arg: str = ""):
+  check_arg(arg)
   dcgan = {"model.generator": "dcgan", "model.discriminator": "dcgan", "data.layout": "nhwc",
            "model.g_init_scale": 0.0, "model.d_init_scale": 0.0}
   architectures = {

@@ -21,6 +21,7 @@ Optional, real MNIST (needs the IDX files; not run for the docs, it takes hours 
 import os
 
 from gan_jax import config as config_lib
+from gan_jax.validation import check_arg
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
@@ -31,6 +32,7 @@ def _load(name: str, arg: str = ""):
 
 
 def get_config(arg: str = ""):
+  check_arg(arg, ("smoke", "mnist"))
   if arg == "mnist":
     c = _load("mnist_paper")
     c.num_steps = 100_000  # 200 epochs of the paper's model and schedule
@@ -47,6 +49,7 @@ def get_config(arg: str = ""):
 
 
 def get_sweep(arg: str = ""):
+  check_arg(arg, ("smoke", "mnist"))
   cells = {
       "paper (keep 0.8 in, 0.5 hidden)": {"model.d_input_keep": 0.8, "model.d_hidden_keep": 0.5},
       "hidden only (keep 0.5)": {"model.d_input_keep": 1.0, "model.d_hidden_keep": 0.5},

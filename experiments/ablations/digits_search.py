@@ -19,11 +19,13 @@ import os
 
 from gan_jax import config as config_lib
 from gan_jax.sweep import search
+from gan_jax.validation import check_arg
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 
 def get_config(arg: str = ""):
+  check_arg(arg)
   c = config_lib.from_file(os.path.join(_CONFIGS, "digits.py"))
   c.num_steps = 1500
   c.steps_per_dispatch = 500
@@ -35,6 +37,7 @@ def get_config(arg: str = ""):
 
 
 def get_sweep(arg: str = ""):
+  check_arg(arg)
   return {
       "axes": {"loss": {"non_saturating": {"loss.name": "non_saturating"}, "hinge": {"loss.name": "hinge"}}},
       "search": {

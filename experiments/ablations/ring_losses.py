@@ -12,9 +12,11 @@ steps, so k=5 cells also do 5x the discriminator steps. Results and run times: d
 """
 
 from gan_jax.config import base_config
+from gan_jax.validation import check_arg
 
 
 def get_config(smoke: str = ""):
+  check_arg(smoke)
   c = base_config()
   c.num_steps = 3000
   c.batch_size = 128
@@ -56,6 +58,7 @@ def get_config(smoke: str = ""):
 
 
 def get_sweep(smoke: str = ""):
+  check_arg(smoke)
   losses = {
       "minimax": {"loss.name": "minimax"},
       "non_saturating": {"loss.name": "non_saturating"},
