@@ -92,6 +92,23 @@ def test_a_full_agenda_refuses_a_dry_runs_folder(out):
   assert len(errors) == 1 and "holds a dry agenda" in errors[0] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("case", ["out_is_a_file", "damaged_report", "foreign_report"])
+def test_a_bad_out_folder_is_one_error_line(tmp_path, case):
+  out = tmp_path / "agenda"
+  if case == "out_is_a_file":
+    out.write_text("a user's file")
+    message = "is a file; pass a folder path"
+  else:
+    out.mkdir()
+    (out / "agenda.json").write_text('{"dry_ru' if case == "damaged_report" else "[1, 2]")
+    message = "cannot be read" if case == "damaged_report" else "is not an agenda report"
+  proc = _agenda(str(out), "--dry_run", "--only=paper", expect=2)
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  if case == "out_is_a_file":
+    assert out.read_text() == "a user's file"
+
+
 def test_help_describes_the_command():
   proc = subprocess.run([sys.executable, "-m", "gan_jax.bench.agenda", "--help"], cwd=REPO,
                         env=subprocess_env(1), capture_output=True, text=True, timeout=120, check=False)

@@ -233,6 +233,15 @@ def test_every_sweep_file_expands_into_valid_runs(name, arg):
     validation.validate(run.config)
 
 
+def test_bad_group_limits(tmp_path):
+  path = os.path.join(REPO, "experiments", "ablations", "ring_losses.py:smoke")
+  with pytest.raises(UserError, match="--max_groups must be 0 \\(all groups\\) or more, got -1"):
+    sweep.run_sweep(path, str(tmp_path / "sweep"), max_groups=-1)
+  with pytest.raises(UserError, match="--max_members must be >= 1, got 0"):
+    sweep.run_sweep(path, str(tmp_path / "sweep"), max_members=0)
+  assert not os.path.exists(tmp_path / "sweep")
+
+
 @pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(REPO, "experiments", "ablations"))
                                         if f.endswith(".py")))
 def test_every_sweep_file_refuses_an_unknown_argument(name):

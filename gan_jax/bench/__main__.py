@@ -43,12 +43,18 @@ from gan_jax.bench.configs import MODELS, MODES, QUICK_DCGAN_BATCH, QUICK_WIDTH_
 from gan_jax.bench.profile import format_profile, profile_step
 from gan_jax.bench.timing import format_table, run
 from gan_jax.errors import UserError
+from gan_jax.run import files
 
 def _main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
+  if f.num_examples < 0:
+    raise UserError(f"--num_examples must be 0 (the real split's size) or more, got {f.num_examples}")
+  if f.repeats < 0 or f.steps_per_dispatch < 0 or f.batch_size < 0:
+    raise UserError("--repeats, --steps_per_dispatch and --batch_size must be 0 (the default) or more")
+  if f.json_out:  # checked before minutes of timing, not after
+    files.check_destination(f.json_out, "--json_out")
   quick = f.quick if f.quick is not None else jax.default_backend() == "cpu"
   spd = f.steps_per_dispatch or (4 if quick else 200)
   repeats = f.repeats or (2 if quick else 5)

@@ -326,10 +326,15 @@ def markdown(record: dict) -> str:
 
 
 def _read(path: str):
+  """A report of an earlier agenda run in --out, or None; one error line for a damaged one."""
   if not os.path.exists(path):
     return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} cannot be read ({e}); move it away, or pass another --out") from None
+  return record
 
 
 def main(argv):
@@ -348,8 +353,11 @@ def main(argv):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
   from gan_jax.run import files  # pylint: disable=import-outside-toplevel
 
+  files.check_destination(out, "--out", folder=True)
   os.makedirs(out, exist_ok=True)
   previous = _read(os.path.join(out, "agenda.json"))
+  if previous and (not isinstance(previous, dict) or "dry_run" not in previous):
+    raise UserError(f"{os.path.join(out, 'agenda.json')} is not an agenda report; pass another --out")
   if previous and previous["dry_run"] != dry:
     raise UserError(f"{out} holds a {'dry' if previous['dry_run'] else 'full'} agenda; pass another --out")
   if dry and not data_dir:

@@ -120,6 +120,9 @@ def build_cases(model, modes, seeds, steps_per_dispatch, quick, num_examples=Non
       adjust(config)
     config.steps_per_dispatch = steps_per_dispatch
     n = num_examples or config.data.num_train
+    if n < config.batch_size:
+      raise UserError(f"--num_examples={n} is smaller than one batch of {config.batch_size} ({model}); "
+                      f"pass at least {config.batch_size}, or 0 for the real split's size")
     data = synthetic_data(config, n)
     todo = []
     if dtype == "float32" or every_mode:

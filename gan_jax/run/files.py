@@ -8,6 +8,8 @@ temporary file is removed and the target is left as it was.
 import json
 import os
 
+from gan_jax.errors import UserError
+
 
 def atomic_write_bytes(path: str, payload: bytes) -> str:
   """Writes `payload` to `path` atomically; returns `path`."""
@@ -58,3 +60,20 @@ def atomic_savefig(fig, path: str) -> str:
   finally:
     plt.close(fig)
   return path
+
+
+def check_destination(path: str, flag: str, folder: bool = False) -> None:
+  """Raises one `UserError` line when a command's output `path` (from `flag`) cannot be made: a file
+  on its way (a parent that is a file), or a folder where a file goes (or a file where a folder goes,
+  `folder=True`). Commands call it before long work, so a bad path fails at once."""
+  path = os.path.abspath(path)
+  if os.path.exists(path):
+    if os.path.isdir(path) != folder:
+      raise UserError(f"{flag}={path} is {'a file' if folder else 'a folder'}; pass a "
+                      f"{'folder' if folder else 'file'} path")
+    return
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise UserError(f"{flag}={path} cannot be made: {parent} is a file; pass another path")

@@ -161,6 +161,8 @@ def run_sweep(sweep_arg: str, workdir: str, max_members: int = 64, max_groups: i
   """
   if max_members < 1:
     raise UserError(f"--max_members must be >= 1, got {max_members}")
+  if max_groups < 0:
+    raise UserError(f"--max_groups must be 0 (all groups) or more, got {max_groups}")
   if not claim_timeout_s > 0:
     raise UserError(f"--claim_timeout must be > 0 seconds, got {claim_timeout_s}")
   shard = shard or claims_lib.Shard(0, 1)
