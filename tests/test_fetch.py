@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -347,9 +348,43 @@ def test_split_names():
 
 def test_cli_help():
   proc = _run_cli('--help')
-  if proc.returncode != 0 and "Unknown command line flag 'help'" in proc.stderr:
-    pytest.xfail('gan_jax/cli.py does not handle --help yet')
-  assert proc.returncode == 0 and '--mirror' in proc.stdout + proc.stderr
+  assert proc.returncode == 0 and '--mirror' in proc.stdout
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--timeout=inf'], '--timeout must be a number of seconds in (0, 3600.0], got inf'),
+    (['--timeout=nan'], '--timeout must be a number of seconds'),
+    (['--timeout=0'], '--timeout must be a number of seconds'),
+    (['--mirror=http://[::1', '--noknown_mirrors'], "mirror 'http://[::1' is not a URL"),
+])
+def test_cli_bad_timeout_and_mirror(tmp_path, args, message):
+  line = _one_error_line(_run_cli('mnist', f'--dir={tmp_path / "data"}', *args))
+  assert message in line, line
+  assert not os.path.exists(tmp_path / 'data')
+
+
+def test_cli_interrupt_is_one_line_and_leaves_no_empty_folder(tmp_path):
+  """Ctrl-C while a server is slow to answer: one line saying how to resume, no traceback."""
+  with socket.socket() as server:
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    server.settimeout(60)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'gan_jax.data.fetch', 'mnist', f'--dir={tmp_path / "data"}', '--noknown_mirrors',
+         f'--mirror=http://127.0.0.1:{server.getsockname()[1]}/mnist/', '--timeout=60'],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(1))
+    try:
+      connection, _ = server.accept()  # the request has arrived: the command waits for an answer
+      proc.send_signal(signal.SIGINT)
+      _, err = proc.communicate(timeout=60)
+      connection.close()
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  assert proc.returncode == 2 and 'Traceback' not in err, err[-2000:]
+  errors = [line for line in err.splitlines() if line.startswith('error:')]
+  assert errors == ['error: interrupted while fetching mnist; run the same command again to resume'], err[-2000:]
+  assert not os.path.exists(tmp_path / 'data')
 
 
 def test_cli_fetches_from_a_local_mirror(mnist, tmp_path):

@@ -15,6 +15,7 @@ Only the standard library's `urllib` talks to the network (proxies come from the
 """
 
 import hashlib
+import math
 import http.client
 import os
 import re
@@ -83,6 +84,7 @@ SOURCE = {'mnist': 'idx', 'fashion_mnist': 'idx', 'kmnist': 'idx', 'cifar10': 'c
 PARTIAL = '.partial'  # sub-folder of DIR holding downloads in progress
 ATTEMPTS_PER_MIRROR = 3  # tries on one mirror while transfers are cut short, before the next mirror
 DEFAULT_TIMEOUT_S = 60.0
+MAX_TIMEOUT_S = 3600.0  # --timeout above an hour is a mistake (and inf overflows socket timeouts)
 _CHUNK = 1 << 16
 
 
@@ -320,7 +322,10 @@ def fetch(name: str, directory: str | None = None, mirrors=(), known_mirrors: bo
   if not bases:
     raise UserError('no mirror to try: pass --mirror=URL, or drop --noknown_mirrors')
   for base in bases:
-    parsed = urllib.parse.urlparse(base)
+    try:
+      parsed = urllib.parse.urlparse(base)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+      parsed = urllib.parse.urlparse('')
     if parsed.scheme not in _SCHEMES or not (parsed.netloc or parsed.path):
       raise UserError(f'mirror {base!r} is not a URL; pass a base URL such as --mirror=http://host/mnist/')
   if os.path.exists(directory) and not os.path.isdir(directory):
@@ -348,6 +353,11 @@ def fetch(name: str, directory: str | None = None, mirrors=(), known_mirrors: bo
         f'pass --mirror=URL, or copy {", ".join(missing)} into {directory} by hand '
         '(their MD5s are in gan_jax/data/fetch.py)'
     ) from None
+  except KeyboardInterrupt:  # what arrived stays in .partial to resume; empty folders go
+    _remove_empty(os.path.join(directory, PARTIAL))
+    if created:
+      _remove_empty(directory)
+    raise
   except OSError as e:
     _remove_empty(os.path.join(directory, PARTIAL))
     raise UserError(f'cannot write to data folder {directory}: {_reason(e)}; free some space or pass '
@@ -408,12 +418,19 @@ def main(argv):
   directory = flags.FLAGS.dir
   if directory and len(names) > 1:
     raise UserError('--dir names one folder: fetch one data set at a time with --dir, or omit --dir')
-  if flags.FLAGS.timeout <= 0:
-    raise UserError(f'--timeout must be positive, got {flags.FLAGS.timeout}')
+  timeout = flags.FLAGS.timeout
+  if not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT_S:
+    raise UserError(f'--timeout must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout}')
   for name in names:
     folder = os.path.abspath(os.path.expanduser(directory or paths.default_dir(name)))
-    fetch(name, folder, mirrors=flags.FLAGS.mirror, known_mirrors=flags.FLAGS.known_mirrors,
-          timeout=flags.FLAGS.timeout, log=lambda line, n=name: print(f'{n}: {line}', flush=True))
+    try:
+      fetch(name, folder, mirrors=flags.FLAGS.mirror, known_mirrors=flags.FLAGS.known_mirrors,
+            timeout=timeout, log=lambda line, n=name: print(f'{n}: {line}', flush=True))
+    except KeyboardInterrupt:
+      kept = os.path.join(folder, PARTIAL)
+      raise UserError(f'interrupted while fetching {name}'
+                      + (f'; the partial download is kept in {kept}' if os.path.isdir(kept) else '')
+                      + '; run the same command again to resume') from None
     print(f'{name}: ready in {folder}; train on it with --config.data.source={SOURCE[name]} '
           f'--config.data.dir={folder}', flush=True)
 
