@@ -359,7 +359,7 @@ def test_stream_benchmark_never_writes_into_a_folder_with_files(tmp_path):
 
 
 GOOD_BENCH_FLAGS = {"folder": "DIR", "make": 0, "workers": 0, "batch_size": 64, "pipeline_batches": 200,
-                    "iters": 2, "rounds": 12}
+                    "iters": 2, "rounds": 12, "json_out": ""}
 
 
 @pytest.mark.parametrize("flag,value,message", [
@@ -367,6 +367,7 @@ GOOD_BENCH_FLAGS = {"folder": "DIR", "make": 0, "workers": 0, "batch_size": 64, 
     ("workers", -1, "--workers must be 0 or more"), ("batch_size", 0, "--batch_size must be at least 1, got 0"),
     ("pipeline_batches", 0, "--pipeline_batches must be at least 1"), ("iters", 0, "--iters must be at least 1"),
     ("rounds", 0, "--rounds must be at least 1"),
+    ("json_out", __file__ + "/report.json", "--json_out=.* cannot be made: .* is a file"),
 ])
 def test_stream_benchmark_flags(flag, value, message):
   from gan_jax.bench import stream as bench_stream  # pylint: disable=g-import-not-at-top
@@ -376,16 +377,21 @@ def test_stream_benchmark_flags(flag, value, message):
 
 
 def test_stream_benchmark_bad_input_is_one_line(tmp_path):
-  """Through the command: a bad flag, and a folder without images, each one `error:` line, nothing made."""
+  """Through the command: a bad flag, a folder without images, one with fewer images than a batch: each
+  one `error:` line naming this command's flags, nothing made."""
+  (tmp_path / "empty").mkdir()
   for args, message in ((["--folder=" + str(tmp_path / "new"), "--make=-3"], "error: --make must be 0 or more"),
-                        (["--folder=" + str(tmp_path)], "has no PNG or JPEG images; put .png/.jpg/.jpeg files in "
-                                                        "it (or in one sub-folder per class), or pass another --folder")):
+                        (["--folder=" + str(tmp_path / "empty")], "has no PNG or JPEG images; put .png/.jpg/.jpeg files in "
+                                                        "it (or in one sub-folder per class), or pass another --folder"),
+                        (["--folder=" + str(_folder(tmp_path / "few", n=3)), "--batch_size=8"],
+                         "the training split has 3 records, fewer than one batch of 8: every process would read an "
+                         "empty shard; lower --batch_size, or add data")):
     proc = subprocess.run([sys.executable, "-m", "gan_jax.bench.stream", *args], cwd=REPO, env=subprocess_env(1),
                           capture_output=True, text=True, timeout=120, check=False)
     lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-  assert os.listdir(tmp_path) == []
+  assert sorted(os.listdir(tmp_path)) == ["empty", "few"] and not os.listdir(tmp_path / "empty")
 
 
 @pytest.mark.slow
@@ -399,7 +405,8 @@ def test_stream_benchmark_end_to_end(tmp_path):
       cwd=REPO, env=subprocess_env(1), capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(out.read_text())
-  assert report["images"] == 48 and report["pipeline_images_per_s"] > 0
+  assert report["images"] == 48 and report["pipeline_images_per_s"] > 0 and report["workers"] >= 1
+  assert set(report["versions"]) >= {"jax", "flax", "numpy"}
   assert report["device_iters_per_s"] > 0 and report["stream_iters_per_s"] > 0
   assert report["stream_over_device"] == pytest.approx(report["stream_iters_per_s"] / report["device_iters_per_s"],
                                                        rel=1e-3)

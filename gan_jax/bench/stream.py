@@ -23,7 +23,6 @@ measurement's noise). Compilation is left out.
 """
 
 import datetime
-import json
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from gan_jax.bench.configs import QUICK_WIDTH_DIVISOR, bench_config
 from gan_jax.core import build
 from gan_jax.data import pipeline, stream
 from gan_jax.errors import UserError
+from gan_jax.run import environment, files
 
 RESOLUTION = 64
 
@@ -151,30 +151,41 @@ def check_flags(values: dict) -> None:
   for name in ("make", "workers"):
     if values[name] < 0:
       raise UserError(f"--{name} must be 0 or more, got {values[name]}")
+  if values.get("json_out"):  # checked before minutes of timing, not after
+    files.check_destination(values["json_out"], "--json_out")
+
+
+# The data layer's errors name config keys; this command's flags for them.
+_FLAG_OF_KEY = {"--config.data.dir": "--folder", "--config.batch_size": "--batch_size",
+                "--config.data.bad_files": "--bad_files", "--config.data.workers": "--workers"}
 
 
 def _main(argv):
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
-  check_flags({name: f[name].value for name in ("folder", "make", "workers", *_POSITIVE)})
+  check_flags({name: f[name].value for name in ("folder", "make", "workers", "json_out", *_POSITIVE)})
   if f.make:
     make_folder(f.folder, f.make)
   config = dcgan64_config(os.path.abspath(f.folder), f.batch_size, f.quick)
-  config.data.workers = f.workers
+  config.data.workers, config.data.bad_files = f.workers, f.bad_files
   try:
     streamed = pipeline.build_data(config)
-  except UserError as e:  # the data errors name the config key; this command's flag is --folder
-    raise UserError(str(e).replace("--config.data.dir", "--folder")) from None
+  except UserError as e:
+    message = str(e)
+    for key, flag in _FLAG_OF_KEY.items():
+      message = message.replace(key, flag)
+    raise UserError(message) from None
   opened_records = streamed.records
   print(f"{len(opened_records)} images in {f.folder}; batch {f.batch_size}", flush=True)
   rate = pipeline_rate(opened_records, f.batch_size, f.pipeline_batches, f.workers)
-  print(f"pipeline: {rate:.0f} images/s ({stream.default_workers(f.workers)} threads)", flush=True)
+  print(f"pipeline: {rate:.0f} images/s ({stream.default_workers(f.workers)} decoding threads)", flush=True)
   rates = training_rates(config, streamed, f.iters, f.rounds, log=lambda s: print(s, flush=True))
   report = {
       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
       "device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
       "command": "python -m gan_jax.bench.stream " + " ".join(sys.argv[1:]),
+      "versions": environment.versions(), "workers": stream.default_workers(f.workers),
       "images": len(opened_records), "batch_size": f.batch_size, "quick": f.quick,
       "g_channels": list(config.model.g_channels), "d_channels": list(config.model.d_channels),
       "pipeline_images_per_s": round(rate, 1),
@@ -195,9 +206,7 @@ def _main(argv):
         f"{f.rounds} paired rounds {report['median_paired_ratio']:.4f} (min {min(report['paired_ratios']):.4f}, "
         f"max {max(report['paired_ratios']):.4f})")
   if f.json_out:
-    os.makedirs(os.path.dirname(os.path.abspath(f.json_out)), exist_ok=True)
-    with open(f.json_out, "w", encoding="utf-8") as out:
-      json.dump(report, out, indent=2)
+    files.atomic_write_json(f.json_out, report, indent=2)
     print(f"wrote {f.json_out}")
 
 
@@ -205,6 +214,7 @@ flags.DEFINE_string("folder", "", "Folder of images (with --make: a new or empty
 flags.DEFINE_integer("make", 0, "First write this many 64x64 PNGs into --folder.")
 flags.DEFINE_integer("batch_size", 64, "Batch size of the pipeline and the DCGAN.")
 flags.DEFINE_integer("workers", 0, "Decoding threads (0: one per CPU core).")
+flags.DEFINE_enum("bad_files", "error", ["error", "skip"], "An unusable image: stop naming it, or skip it.")
 flags.DEFINE_integer("pipeline_batches", 200, "Batches timed for the pipeline-alone row.")
 flags.DEFINE_integer("iters", 2, "Iterations per pipeline per timed round.")
 flags.DEFINE_integer("rounds", 12, "Round-robin rounds; the best is reported.")
