@@ -200,13 +200,13 @@ def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
     stack.enter_context(matmul_precision(config))  # every program of the run compiles at config.precision
     parallel.maybe_initialize_distributed(config.parallel)
     is_main = jax.process_index() == 0
+    # ---------------------------------------------------------------- set-up and resume
+    # Data, models and the parallel runner first: a mistake in them leaves the workdir untouched.
+    data, gan, state = build.setup(config)
+    runner = parallel.Runner(gan, config.parallel.mode)
     workdir, lock, _ = workdir_lib.open_workdir(workdir, overwrite, is_main)
     if lock is not None:
       stack.callback(lock.release)
-
-    # ---------------------------------------------------------------- set-up and resume
-    data, gan, state = build.setup(config)
-    runner = parallel.Runner(gan, config.parallel.mode)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     stack.callback(ckpt.close)
     restored = ckpt.restore(state, config)

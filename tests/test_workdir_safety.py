@@ -103,6 +103,21 @@ def test_command_line_mistakes_fail_fast_and_write_nothing(tmp_path, args, expec
   assert elapsed < 30  # nothing heavy (JAX) runs before the check
 
 
+@pytest.mark.parametrize("data,expected", [
+    ({"pipeline": "disk"}, "unknown data.pipeline 'disk'"),
+    ({"source": "folder", "dir": "{missing}"}, "does not exist"),
+    ({"layout": "nchw"}, "unknown data.layout 'nchw'"),
+])
+def test_data_mistakes_leave_the_workdir_untouched(tmp_path, data, expected):
+  """Data, models and the runner are set up before the workdir is locked and marked."""
+  config = load_config("digits", "smoke")
+  config.data.update({k: v.format(missing=tmp_path / "missing") if isinstance(v, str) else v
+                      for k, v in data.items()})
+  with pytest.raises(UserError, match=expected):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 # ----------------------------------------------------------------------------- the workdir
 def test_a_second_run_on_a_locked_workdir_is_refused_naming_the_holder(tmp_path):
   holder = workdir_lib.WorkdirLock(str(tmp_path)).acquire()
