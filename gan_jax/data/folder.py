@@ -92,6 +92,19 @@ def list_images(directory: str) -> tuple[list, tuple | None]:
   return files, class_names
 
 
+def unusable(path: str, reason) -> UserError:
+  """The error for an image that cannot be used under `bad_files='error'`."""
+  return UserError(f'cannot use image {path}: {reason}; fix or remove it, or pass --config.data.bad_files=skip')
+
+
+def labels_of(files, class_names) -> np.ndarray | None:
+  """int32 labels of `files` (paths relative to the folder) from their class sub-folder, or None."""
+  if class_names is None:
+    return None
+  index = {name: i for i, name in enumerate(class_names)}
+  return np.asarray([index[rel.split(os.sep, 1)[0]] for rel in files], np.int32)
+
+
 def load_image(path: str, resolution: int, channels: int) -> np.ndarray:
   """One image as uint8 [H, W, channels], cropped and resized if `resolution` > 0.
 
@@ -177,8 +190,7 @@ def load_folder(directory: str | os.PathLike, resolution: int = 0, channels: int
       if isinstance(result, BadImage):
         if bad_files == 'error':
           pool.shutdown(wait=True, cancel_futures=True)
-          raise UserError(f'cannot use image {os.path.join(directory, rel)}: {result}; fix or remove it, '
-                          'or pass --config.data.bad_files=skip')
+          raise unusable(os.path.join(directory, rel), result)
         skipped.append((rel, str(result)))
         continue
       if images is None:
@@ -194,10 +206,7 @@ def load_folder(directory: str | os.PathLike, resolution: int = 0, channels: int
     raise UserError(f'image folder {directory} has no usable image: all {len(files)} were skipped (first: '
                     f'{skipped[0][0]}: {skipped[0][1]})')
   images = images[:len(kept)] if len(kept) < len(files) else images
-  labels = None
-  if class_names is not None:
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = np.asarray([index[rel.split(os.sep, 1)[0]] for rel in kept], np.int32)
+  labels = labels_of(kept, class_names)
   logging.info('read %d images (%s) from %s in %.1f s', len(kept), 'x'.join(map(str, images.shape[1:])),
                directory, time.perf_counter() - t0)
   return ImageFolder(images, labels, class_names, tuple(kept), tuple(skipped))

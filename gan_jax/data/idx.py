@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 
+from gan_jax.data import paths
 from gan_jax.errors import UserError
 
 # IDX dtype code -> big-endian numpy dtype.
@@ -150,7 +151,7 @@ def _find_file(directory: str, split: str, kind: str, ndim: int) -> str:
   raise UserError(
       f'IDX folder {directory} has no {split} {kind} file; expected {expected} (optionally .gz), '
       f'or a single *{prefixes[0]}-{kind}*idx{ndim}-ubyte file; '
-      f'`python -m gan_jax.data.fetch mnist --dir={directory}` downloads MNIST there'
+      f'`{paths.fetch_command("mnist", directory)}` downloads MNIST there'
   )
 
 

@@ -35,7 +35,6 @@ from gan_jax.data import scale as scale_lib, sources, stream
 from gan_jax.data.toy import ToyDistribution, build_toy
 from gan_jax.errors import UserError
 
-SOURCES = ("toy", "digits", "idx", "tfds", "cifar10", "folder")
 MEAN_RECORDS = 10000  # a streamed run's mean example (G's initial output bias) averages this many records
 
 
@@ -225,8 +224,8 @@ def load_split(data_config, split: str) -> np.ndarray:
 def build_data(config) -> Data:
   """Loads (or, streamed, opens) the training split named by `config.data`; the `Data` of a run."""
   dc = config.data
-  if dc.source not in SOURCES:
-    raise UserError(f"unknown data.source {dc.source!r}; choose one of {list(SOURCES)}")
+  if dc.source not in sources.SOURCES:
+    raise UserError(f"unknown data.source {dc.source!r}; choose one of {list(sources.SOURCES)}")
   choice = dc.get("pipeline", "auto")
   if choice not in stream.PIPELINES:
     raise UserError(f"unknown data.pipeline {choice!r}; choose one of {list(stream.PIPELINES)}")

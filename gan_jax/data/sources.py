@@ -45,7 +45,6 @@ from gan_jax.errors import UserError
 
 SOURCES = ('idx', 'tfds', 'digits', 'toy', 'cifar10', 'folder')
 SPLITS = ('train', 'validation', 'test')
-SCALES = ('unit', 'symmetric')
 LAYOUTS = ('flat', 'nhwc')
 
 DEFAULT_NUM_TRAIN = 50000
@@ -227,10 +226,7 @@ def open_records(config_data: Any) -> OpenedRecords:
     name = _get(config_data, 'name', '') or os.path.basename(os.path.normpath(directory))
     chosen = _folder_split(config_data, 'train', len(files), name)
     files = [files[i] for i in chosen]
-    labels = None
-    if class_names is not None:
-      index = {c: i for i, c in enumerate(class_names)}
-      labels = np.asarray([index[f.split(os.sep, 1)[0]] for f in files], np.int32)
+    labels = folder.labels_of(files, class_names)
     records = stream.FolderRecords(directory, files, labels, resolution, channels, bad_files)
     return OpenedRecords(records, name, labels, class_names)
   if source == 'tfds':

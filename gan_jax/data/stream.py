@@ -32,7 +32,7 @@ import os
 import numpy as np
 from absl import logging
 
-from gan_jax.data import folder as folder_lib
+from gan_jax.data import folder as folder_lib, tfds_source
 from gan_jax.errors import UserError
 
 PIPELINES = ("auto", "device", "stream")
@@ -134,15 +134,7 @@ class FolderRecords:
     """The examples' shape: of the first usable file (every process opens it once, at set-up)."""
     if self.resolution:
       return (self.resolution, self.resolution, self.channels)
-    for i in range(len(self.files)):
-      try:
-        return tuple(self._load(i).shape)
-      except folder_lib.BadImage as e:
-        if self.bad_files == "error":
-          raise UserError(f"cannot use image {os.path.join(self.directory, self.files[i])}: {e}; fix or "
-                          "remove it, or pass --config.data.bad_files=skip") from None
-    raise UserError(f"image folder {self.directory} has no usable image among its {len(self.files)} "
-                    "training files; fix them, or pass another --config.data.dir")
+    return tuple(self._usable(0)[1].shape)
 
   def _load(self, i):
     path = os.path.join(self.directory, self.files[i])
@@ -154,23 +146,25 @@ class FolderRecords:
                                 "--config.data.resolution=SIZE to crop and resize every image")
     return image
 
-  def __getitem__(self, i):
+  def _usable(self, i):
+    """(j, image) of the first usable file from index i on, in the split's order (wrapping round)."""
     for k in range(len(self.files)):
       j = (int(i) + k) % len(self.files)
       try:
-        image = self._load(j)
+        return j, self._load(j)
       except folder_lib.BadImage as e:
         path = os.path.join(self.directory, self.files[j])
         if self.bad_files == "error":
-          raise UserError(f"cannot use image {path}: {e}; fix or remove it, or pass "
-                          "--config.data.bad_files=skip") from None
+          raise folder_lib.unusable(path, e) from None
         if j not in self.skipped:
           self.skipped.add(j)
           logging.warning("skipping unusable image %s (%s): the next usable one takes its place", path, e)
-        continue
-      return image, (-1 if self.labels is None else int(self.labels[j]))
     raise UserError(f"image folder {self.directory} has no usable image among its {len(self.files)} "
                     "training files; fix them, or pass another --config.data.dir")
+
+  def __getitem__(self, i):
+    j, image = self._usable(i)
+    return image, (-1 if self.labels is None else int(self.labels[j]))
 
   def mean_sum(self, limit: int, process_index: int = 0, process_count: int = 1):
     return _mean_sum(self, limit, process_index, process_count)
@@ -181,26 +175,15 @@ class TfdsRecords:
 
   def __init__(self, source, name: str):
     self.source, self.name = source, name
-    image, label = self._convert(source[0])
+    image, label = tfds_source.example(source[0], name)
     self.example_shape = tuple(image.shape)
     self.has_labels = label >= 0
 
   def __len__(self):
     return len(self.source)
 
-  def _convert(self, record):
-    if not isinstance(record, dict) or "image" not in record:
-      raise UserError(f"TFDS data set {self.name!r} has no 'image' feature; choose an image data set")
-    image = np.asarray(record["image"])
-    image = image[..., None] if image.ndim == 2 else image
-    if image.dtype != np.uint8 or image.ndim != 3:
-      raise UserError(f"TFDS data set {self.name!r} has {image.dtype} images of shape {image.shape}; only "
-                      "uint8 [H, W, C] images are supported")
-    label = np.asarray(record.get("label", -1))
-    return image, (int(label) if label.ndim == 0 and np.issubdtype(label.dtype, np.integer) else -1)
-
   def __getitem__(self, i):
-    image, label = self._convert(self.source[int(i)])
+    image, label = tfds_source.example(self.source[int(i)], self.name)
     if image.shape != self.example_shape:
       raise UserError(f"TFDS data set {self.name!r} has images of different shapes ({self.example_shape} "
                       f"and {image.shape}, record {int(i)}); choose a data set with a fixed image size")

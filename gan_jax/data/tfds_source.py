@@ -136,6 +136,32 @@ def _read_records(source, n: int):
     yield from records
 
 
+def example(record, name: str) -> tuple[np.ndarray, int]:
+  """(uint8 image [H, W, C], label) of one TFDS record; label -1 where there is no scalar integer
+  'label' feature. Grayscale [H, W] images get C = 1.
+
+  Raises:
+    UserError: the record has no 'image' feature, or it is not a uint8 [H, W, C] image.
+  """
+  if not isinstance(record, dict) or 'image' not in record:
+    keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+    raise UserError(
+        f'TFDS data set {name!r} has no \'image\' feature (it has {keys}); choose an image data set '
+        f'such as {_EXAMPLE_DATASETS}'
+    )
+  image = np.asarray(record['image'])
+  if image.ndim == 2:
+    image = image[..., np.newaxis]
+  if image.dtype != np.uint8 or image.ndim != 3:
+    raise UserError(
+        f'TFDS data set {name!r} has {image.dtype} images of shape {image.shape}; only uint8 [H, W, C] '
+        'images are supported'
+    )
+  label = np.asarray(record['label']) if 'label' in record else None
+  is_label = label is not None and label.ndim == 0 and np.issubdtype(label.dtype, np.integer)
+  return image, (int(label) if is_label else -1)
+
+
 def load_tfds(
     name: str, split: str, data_dir: str | os.PathLike | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -168,28 +194,10 @@ def load_tfds(
   images = None
   labels = None
   for i, record in enumerate(_read_records(source, n)):
+    image, label = example(record, name)
     if images is None:
-      if not isinstance(record, dict) or 'image' not in record:
-        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise UserError(
-            f'TFDS data set {name!r} has no \'image\' feature (it has {keys}); choose an image data set '
-            f'such as {_EXAMPLE_DATASETS}'
-        )
-      first = np.asarray(record['image'])
-      if first.ndim == 2:
-        first = first[..., np.newaxis]
-      if first.dtype != np.uint8 or first.ndim != 3:
-        raise UserError(
-            f'TFDS data set {name!r} has {first.dtype} images of shape {first.shape}; only uint8 [H, W, C] '
-            'images are supported'
-        )
-      images = np.empty((n,) + first.shape, np.uint8)
-      label = np.asarray(record['label']) if 'label' in record else None
-      if label is not None and label.ndim == 0 and np.issubdtype(label.dtype, np.integer):
-        labels = np.empty((n,), np.int32)
-    image = np.asarray(record['image'])
-    if image.ndim == 2:
-      image = image[..., np.newaxis]
+      images = np.empty((n,) + image.shape, np.uint8)
+      labels = np.empty((n,), np.int32) if label >= 0 else None
     if image.shape != images.shape[1:]:
       raise UserError(
           f'TFDS data set {name!r} has images of different shapes ({images.shape[1:]} and {image.shape}); '
@@ -197,5 +205,5 @@ def load_tfds(
       )
     images[i] = image
     if labels is not None:
-      labels[i] = record['label']
+      labels[i] = label
   return images, labels
