@@ -32,6 +32,7 @@ _SPLIT = flags.DEFINE_string("split", "train", "The run's reference split: train
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated samples.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The run's data folder, if it moved since training.")
 _JSON = flags.DEFINE_string("json_out", "", "Write the result here as JSON.")
+_FORCE = flags.DEFINE_bool("force", False, "Overwrite --json_out if it exists.")
 
 
 def load_images(path: str):
@@ -46,8 +47,8 @@ def load_images(path: str):
     raise UserError(f"{path} is neither a folder nor a .npy file")
   try:
     return np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise UserError(f"cannot read {path} as a .npy array ({e})") from None
+  except (OSError, ValueError, EOFError) as e:  # EOFError: an empty or truncated file
+    raise UserError(f"cannot read {path} as a .npy array ({e or 'it is empty or cut short'})") from None
 
 
 def main(argv):
@@ -58,6 +59,13 @@ def main(argv):
     raise UserError("pass either --workdir=RUN or both --real and --fake")
   if _NUM.value < 2:
     raise UserError(f"--num_samples must be at least 2, got {_NUM.value}")
+  if _EXTRACTOR.value not in scorer.EXTRACTORS:
+    raise UserError(f"unknown --extractor {_EXTRACTOR.value!r}; choose one of {', '.join(scorer.EXTRACTORS)}")
+  if _JSON.value:  # before minutes of scoring, and never over a file the user has
+    from gan_jax.run import files  # pylint: disable=g-import-not-at-top
+    files.check_destination(_JSON.value, "--json_out")
+    if os.path.exists(_JSON.value) and not _FORCE.value:
+      raise UserError(f"{_JSON.value} exists; pass --force to overwrite it or choose another name")
   if _WORKDIR.value:
     from gan_jax.run.reader import load_run  # pylint: disable=g-import-not-at-top
     step = _STEP.value or None
@@ -78,9 +86,10 @@ def main(argv):
     if _EXTRACTOR.value == "classifier":
       raise UserError("--extractor=classifier needs a run's labelled data; two image sets use inception")
     from gan_jax.evaluation import features  # pylint: disable=g-import-not-at-top
+    real_images, fake_images = load_images(_REAL.value), load_images(_FAKE.value)  # both, before the weights
     ext = scorer.inception_extractor(_WEIGHTS.value)
-    real, _ = ext(load_images(_REAL.value))
-    fake, logits = ext(load_images(_FAKE.value))
+    real, _ = ext(real_images)
+    fake, logits = ext(fake_images)
     values = features.feature_metrics(real, fake, fake_logits=logits, names=[scorer.METRICS[n] for n in names])
     result = {"real": _REAL.value, "fake": _FAKE.value,
               **features.with_protocol(values, n_real=len(real), n_fake=len(fake), split="given",

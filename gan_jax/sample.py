@@ -31,14 +31,17 @@ def main(argv):
     raise UserError("nothing to write: pass --out=grid.png and/or --npy=samples.npy")
   if _NUM.value < 1:
     raise UserError(f"--num must be at least 1, got {_NUM.value}")
-  for path, ext in ((_OUT.value, ".png"), (_NPY.value, ".npy")):
+  from gan_jax.run import files  # pylint: disable=g-import-not-at-top  (no JAX: fast errors)
+  for path, ext, flag in ((_OUT.value, ".png", "--out"), (_NPY.value, ".npy", "--npy")):
     if path and not path.endswith(ext):
       raise UserError(f"{path} should end in {ext}")
+    if path:
+      files.check_destination(path, flag)
     if path and os.path.exists(path) and not _FORCE.value:
       raise UserError(f"{path} exists; pass --force to overwrite it or choose another name")
   import numpy as np  # pylint: disable=g-import-not-at-top  (after the flags are checked: fast errors)
 
-  from gan_jax.run import files, plotting  # pylint: disable=g-import-not-at-top
+  from gan_jax.run import plotting  # pylint: disable=g-import-not-at-top
   from gan_jax.run.reader import load_run  # pylint: disable=g-import-not-at-top
   run = load_run(_WORKDIR.value, _STEP.value, _DATA_DIR.value or None)
   title = f"{os.path.basename(os.path.abspath(_WORKDIR.value))}, step {run.step}, seed {_SEED.value}"

@@ -54,6 +54,17 @@ def test_sample_command_writes_a_grid_and_raw_samples_and_never_overwrites(train
                         check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert np.load(npy).shape == (16, 64) and os.path.getsize(out) > 1000
+  before = (open(out, "rb").read(), open(npy, "rb").read())
   again = subprocess.run(cmd, cwd=REPO, env=subprocess_env(1), capture_output=True, text=True, timeout=300,
                          check=False)
   assert again.returncode == 2 and again.stderr.strip().startswith("error:") and "--force" in again.stderr
+  assert (open(out, "rb").read(), open(npy, "rb").read()) == before  # the files are untouched
+  # An --out that cannot be made (a file where its folder should be; a folder at its path): one line,
+  # before the run is loaded.
+  for bad in (f"--out={npy}/grid.png", f"--out={tmp_path}/dir.png"):
+    (tmp_path / "dir.png").mkdir(exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "gan_jax.sample", f"--workdir={trained}", bad, "--force"],
+                          cwd=REPO, env=subprocess_env(1), capture_output=True, text=True, timeout=300, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "cannot be made" in errors[0] or "is a folder" in errors[0], errors

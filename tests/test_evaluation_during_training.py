@@ -81,15 +81,27 @@ def test_evaluate_command_scores_the_best_checkpoint(run, tmp_path):
     (["--metrics=fid,xyz"], "unknown metric"),
     (["--real=a.npy"], "pass both --real and --fake"),
     ([], "pass either --workdir=RUN or both --real and --fake"),
-    (["--real=/nonexistent.npy", "--fake=/nonexistent.npy", "--weights=/nonexistent.pth"],
+    (["--real=/nonexistent.npy", "--fake={tmp}/good.npy", "--weights=/nonexistent.pth"],
+     "/nonexistent.npy does not exist"),  # the images are checked before the weights are loaded
+    (["--real={tmp}/good.npy", "--fake={tmp}/good.npy", "--weights=/nonexistent.pth"],
      "Inception weights not found"),
+    (["--real={tmp}/good.npy", "--fake={tmp}/empty.npy"], "cannot read {tmp}/empty.npy as a .npy array"),
+    (["--real={tmp}/good.npy", "--fake={tmp}/good.npy", "--extractor=bogus"], "unknown --extractor 'bogus'"),
+    (["--real={tmp}/good.npy", "--fake={tmp}/good.npy", "--json_out={tmp}/mine.json"],
+     "mine.json exists; pass --force"),
+    (["--real={tmp}/good.npy", "--fake={tmp}/good.npy", "--json_out={tmp}/good.npy/x.json"], "cannot be made"),
 ])
-def test_evaluate_mistakes_are_one_line(args, expected):
+def test_evaluate_mistakes_are_one_line(tmp_path, args, expected):
+  np.save(tmp_path / "good.npy", np.zeros((4, 8, 8, 3), np.uint8))
+  (tmp_path / "empty.npy").write_bytes(b"")
+  (tmp_path / "mine.json").write_text("a user's file")
+  args = [a.format(tmp=tmp_path) for a in args]
   proc = subprocess.run([sys.executable, "-m", "gan_jax.evaluate", *args], cwd=REPO, env=subprocess_env(1),
                         capture_output=True, text=True, timeout=300, check=False)
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-  assert expected in errors[0]
+  assert expected.format(tmp=tmp_path) in errors[0], errors
+  assert (tmp_path / "mine.json").read_text() == "a user's file"
 
 
 @pytest.mark.slow  # one Inception forward pass on a CPU: about a minute with compilation
