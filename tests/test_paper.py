@@ -226,6 +226,11 @@ def test_paper_configs_pin_float32_matmuls():
 @pytest.mark.parametrize("module,args,message", [
     ("table1", ["--workdir=/nonexistent/run"], "--workdir=/nonexistent/run does not exist"),
     ("figure1", ["--out=figure1.txt"], "must name a .png file"),
+    ("figure1", [f"--out={__file__}/figure1.png"], "cannot be made: " + __file__ + " is a file"),
+    ("figures", ["--workdir=/nonexistent/run", f"--out={__file__}"], "is a file; pass a folder path"),
+    ("table1", ["--workdir=/nonexistent/run", "--num_centroids=0"], "--num_centroids must be >= 1, got 0"),
+    ("table1", ["--workdir=/nonexistent/run", f"--out={__file__}/t.md"], "cannot be made"),
+    ("trajectory", ["--workdir=/nonexistent/run", "--num_samples=-1"], "--num_samples, --num_validation"),
     ("main", ["--config=experiments/configs/toy_1d.py:smoke", "--workdir=runs/never_written",
               "--config.precision=float64"], "config key precision must be one of default, float32"),
 ])

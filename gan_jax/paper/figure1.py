@@ -355,6 +355,8 @@ def main(argv):
   f = flags.FLAGS
   if not f.out.endswith(".png"):
     raise UserError(f"--out={f.out} must name a .png file")
+  from gan_jax.run import files  # pylint: disable=import-outside-toplevel
+  files.check_destination(f.out, "--out")
   config = load_config(f.config or default_config_path())
   config.parallel.mode = "none"
   config.seed = f.seed

@@ -156,6 +156,9 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir:
     raise UserError("--workdir is required: the folder of a trained run (gan_jax.main --workdir)")
+  if f.out:  # before the run is loaded
+    from gan_jax.run import files  # pylint: disable=import-outside-toplevel
+    files.check_destination(f.out, "--out", folder=True)
   run_figures(f.workdir, f.out or os.path.join(f.workdir, "paper", "figures"), f.step,
               f.dataset_dir, f.seed, f.rows, f.cols)
 

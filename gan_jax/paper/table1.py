@@ -166,6 +166,11 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir:
     raise UserError("--workdir is required: the folder of a trained run (gan_jax.main --workdir)")
+  if f.num_centroids < 1:
+    raise UserError(f"--num_centroids must be >= 1, got {f.num_centroids}")
+  if f.out:  # before the Parzen work, not after it
+    from gan_jax.run import files  # pylint: disable=import-outside-toplevel
+    files.check_destination(f.out, "--out")
   record = run_table1(f.workdir, f.step, f.dataset_dir, f.out, f.num_samples, f.num_validation,
                       f.num_test, f.seed, f.baselines, f.num_centroids,
                       command=" ".join(["python -m gan_jax.paper.table1"] + sys.argv[1:]))

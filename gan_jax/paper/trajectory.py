@@ -101,6 +101,8 @@ def run_trajectory(workdir: str, dataset_dir: str | None = None, every_steps: in
 
   if every_steps < 0:
     raise UserError(f"--every_steps must be >= 0, got {every_steps}")
+  if num_samples < 1 or num_validation < 1 or num_test < 1:
+    raise UserError("--num_samples, --num_validation and --num_test must be >= 1")
   reader = run_lib.image_run(workdir, dataset_dir)
   paper_dir = os.path.join(reader.workdir, "paper")
   json_path = os.path.join(paper_dir, "parzen_trajectory.json")
