@@ -201,9 +201,12 @@ def _train_and_evaluate(config, workdir: str, overwrite: bool) -> dict:
     parallel.maybe_initialize_distributed(config.parallel)
     is_main = jax.process_index() == 0
     # ---------------------------------------------------------------- set-up and resume
-    # Data, models and the parallel runner first: a mistake in them leaves the workdir untouched.
+    # Data, models, the parallel runner and the evaluation settings first: a mistake in them leaves
+    # the workdir untouched.
     data, gan, state = build.setup(config)
     runner = parallel.Runner(gan, config.parallel.mode)
+    if config.get("eval_every", 0):
+      periodic.check_config(config)
     workdir, lock, _ = workdir_lib.open_workdir(workdir, overwrite, is_main)
     if lock is not None:
       stack.callback(lock.release)

@@ -104,15 +104,21 @@ def test_command_line_mistakes_fail_fast_and_write_nothing(tmp_path, args, expec
 
 
 @pytest.mark.parametrize("data,expected", [
-    ({"pipeline": "disk"}, "unknown data.pipeline 'disk'"),
-    ({"source": "folder", "dir": "{missing}"}, "does not exist"),
-    ({"layout": "nchw"}, "unknown data.layout 'nchw'"),
+    ({"data.pipeline": "disk"}, "unknown data.pipeline 'disk'"),
+    ({"data.source": "folder", "data.dir": "{missing}"}, "does not exist"),
+    ({"data.layout": "nchw"}, "unknown data.layout 'nchw'"),
+    ({"eval.extractor": "bogus"}, "unknown extractor 'bogus'"),
+    ({"eval.split": "bogus"}, "unknown reference split 'bogus'"),
+    ({"eval.extractor": "inception", "eval.weights": "{missing}.pth"}, "Inception weights not found"),
 ])
-def test_data_mistakes_leave_the_workdir_untouched(tmp_path, data, expected):
-  """Data, models and the runner are set up before the workdir is locked and marked."""
+def test_setup_mistakes_leave_the_workdir_untouched(tmp_path, data, expected):
+  """Data, models, the runner and the evaluation settings are set up before the workdir is locked
+  and marked (a bad evaluation setting fails at the start, not after training to the first eval)."""
   config = load_config("digits", "smoke")
-  config.data.update({k: v.format(missing=tmp_path / "missing") if isinstance(v, str) else v
-                      for k, v in data.items()})
+  config.eval_every, config.parallel.mode = 20, "none"
+  for key, value in data.items():
+    group, _, leaf = key.rpartition(".")
+    (config[group] if group else config)[leaf] = value.format(missing=tmp_path / "missing")
   with pytest.raises(UserError, match=expected):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()

@@ -25,6 +25,14 @@ BEST_DIR = reader.BEST
 BEST_FILE = "best.json"
 
 
+def check_config(config) -> None:
+  """One `UserError` line for bad `config.eval` settings (metrics, extractor, split, weights file),
+  before training starts rather than at the first evaluation."""
+  ec = config.eval
+  scorer_lib.Scorer(ec.metrics, config.data, "", extractor=ec.extractor, num_fake=ec.num_samples,
+                    num_real=ec.num_real, split=ec.split, weights=ec.weights)
+
+
 class PeriodicEvaluator:
   """Scores a training run's generator and keeps its best checkpoint (see the module docstring)."""
 

@@ -116,6 +116,13 @@ class Scorer:
   def __init__(self, names, data_config, cache_dir: str, extractor: str = "auto", num_fake: int = 5000,
                num_real: int = 0, split: str = "train", weights: str = ""):
     self.names = parse_metrics(names) if isinstance(names, str) else list(names)
+    # Checked now, not at the first evaluation (which may come after hours of training).
+    if extractor not in EXTRACTORS:
+      raise UserError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+    if split not in sources.SPLITS:
+      raise UserError(f"unknown reference split {split!r}; choose one of {', '.join(sources.SPLITS)}")
+    if extractor == "inception":
+      inception.weights_file(weights or None)
     self.data_config, self.cache_dir, self.split = data_config, cache_dir, split
     self.num_fake, self.num_real = int(num_fake), int(num_real)
     self._kind, self._weights = extractor, weights

@@ -34,10 +34,10 @@ from gan_jax.evaluation.inception.torch_pickle import read_state_dict
 from gan_jax.evaluation.inception.weights import (FID_WEIGHTS_FILE, FID_WEIGHTS_URL, WEIGHTS_ENV,
                                                   default_weights_path, init_variables, load_params,
                                                   params_from_state_dict, state_dict_from_params,
-                                                  variables_template)
+                                                  variables_template, weights_file)
 
 __all__ = ["BN_EPSILON", "FEATURE_DIM", "INPUT_SIZE", "NUM_CLASSES", "BasicConv2d", "FIDInceptionA",
            "FIDInceptionC", "FIDInceptionE_1", "FIDInceptionE_2", "FIDInceptionV3", "InceptionB",
            "InceptionD", "extract", "resize_bilinear", "read_state_dict", "FID_WEIGHTS_FILE",
            "FID_WEIGHTS_URL", "WEIGHTS_ENV", "default_weights_path", "init_variables", "load_params",
-           "params_from_state_dict", "state_dict_from_params", "variables_template"]
+           "params_from_state_dict", "state_dict_from_params", "variables_template", "weights_file"]

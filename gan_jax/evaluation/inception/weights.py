@@ -164,6 +164,18 @@ def default_weights_path() -> str:
   return os.path.join(torch_home, "hub", "checkpoints", FID_WEIGHTS_FILE)
 
 
+def weights_file(path=None) -> str:
+  """The weights file `load_params(path)` reads (a folder: its `FID_WEIGHTS_FILE`); one `UserError`
+  line when it is missing, so callers can check before long work."""
+  path = os.fspath(path) if path is not None else default_weights_path()
+  if os.path.isdir(path):
+    path = os.path.join(path, FID_WEIGHTS_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f"Inception weights not found at {path}; download {FID_WEIGHTS_URL} and pass "
+                    f"its path (or set {WEIGHTS_ENV}).")
+  return path
+
+
 def load_params(path: str | os.PathLike | None = None, check_hash: bool = True
                 ) -> dict[str, Any]:
   """Loads the FID Inception weights as Flax variables, without PyTorch.
@@ -181,12 +193,7 @@ def load_params(path: str | os.PathLike | None = None, check_hash: bool = True
   Returns:
     Float32 ``{"params": ..., "batch_stats": ...}`` numpy pytree for `FIDInceptionV3`.
   """
-  path = os.fspath(path) if path is not None else default_weights_path()
-  if os.path.isdir(path):
-    path = os.path.join(path, FID_WEIGHTS_FILE)
-  if not os.path.isfile(path):
-    raise UserError(f"Inception weights not found at {path}; download {FID_WEIGHTS_URL} and pass "
-                    f"its path (or set {WEIGHTS_ENV}).")
+  path = weights_file(path)
   if check_hash:
     match = _HASH_IN_NAME.search(os.path.basename(path))
     if match:
