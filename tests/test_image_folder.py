@@ -221,3 +221,12 @@ def test_build_data_carries_labels_and_trains(tmp_path):
   assert data.labels.shape == (64,) and set(data.labels) == {0, 1} and data.class_names == ('one', 'zero')
   summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert summary['step'] == 4 and np.isfinite(summary['d_loss'])
+
+
+def test_a_data_folder_under_home_may_be_written_with_a_tilde(classes, monkeypatch):
+  """`--config.data.dir=~/photos`: the shell does not expand `~` after `=`, so the data layer does."""
+  directory, _ = classes
+  monkeypatch.setenv('HOME', os.path.dirname(directory))
+  config = _folder_config(os.path.join('~', os.path.basename(directory)))
+  np.testing.assert_array_equal(sources.load_images(config, 'train').images,
+                                sources.load_images(_folder_config(directory), 'train').images)

@@ -343,7 +343,7 @@ def main(argv):
   if not _OUT.value:
     raise UserError("--out is required: the folder of the reports (e.g. --out=runs/agenda)")
   out, dry = os.path.abspath(_OUT.value), _DRY_RUN.value
-  data_dir = _DATA_DIR.value
+  data_dir = os.path.expanduser(_DATA_DIR.value)
   if data_dir and not os.path.isdir(data_dir):
     raise UserError(f"--data_dir={data_dir} is not a folder; fill it with `python -m gan_jax.data.fetch "
                     f"mnist --dir={data_dir}` (or copy the four MNIST files there)")

@@ -84,6 +84,11 @@ def _get(config_data: Any, key: str, default: Any) -> Any:
   return default if value is None else value
 
 
+def _data_dir(config_data: Any) -> str:
+  """`config.data.dir` with `~` expanded ('' when unset): the shell leaves `--flag=~/x` as it is."""
+  return os.path.expanduser(_get(config_data, 'dir', ''))
+
+
 def _num_train(config_data: Any) -> int:
   num_train = _get(config_data, 'num_train', DEFAULT_NUM_TRAIN)
   if isinstance(num_train, bool) or not isinstance(num_train, (int, np.integer)) or num_train <= 0:
@@ -101,7 +106,7 @@ def _empty_validation(name: str, num_train: int, num_source_train: int) -> UserE
 
 
 def _load_idx(config_data: Any, split: str) -> LoadedData:
-  directory = _get(config_data, 'dir', '')
+  directory = _data_dir(config_data)
   name = _get(config_data, 'name', '')
   if not directory and name in FETCHABLE_IDX:
     directory = paths.default_dir(name)
@@ -133,7 +138,7 @@ def _load_idx(config_data: Any, split: str) -> LoadedData:
 
 
 def _load_cifar10(config_data: Any, split: str) -> LoadedData:
-  directory = _get(config_data, 'dir', '') or paths.default_dir('cifar10')
+  directory = _data_dir(config_data) or paths.default_dir('cifar10')
   name = _get(config_data, 'name', '') or 'cifar10'
   if split == 'test':
     images, labels = cifar10.read_test(directory)
@@ -148,7 +153,7 @@ def _load_cifar10(config_data: Any, split: str) -> LoadedData:
 
 
 def _folder_dir(config_data: Any) -> str:
-  directory = _get(config_data, 'dir', '')
+  directory = _data_dir(config_data)
   if not directory:
     raise UserError('the folder source needs a folder of PNG or JPEG images; set --config.data.dir=FOLDER')
   return directory
@@ -179,7 +184,7 @@ def _load_folder(config_data: Any, split: str) -> LoadedData:
 
 def _load_tfds(config_data: Any, split: str) -> LoadedData:
   name = _get(config_data, 'name', '')
-  data_dir = _get(config_data, 'dir', '') or None
+  data_dir = _data_dir(config_data) or None
   if split == 'test':
     images, labels = tfds_source.load_tfds(name, 'test', data_dir)
     return LoadedData(images, labels, name)
@@ -231,7 +236,7 @@ def open_records(config_data: Any) -> OpenedRecords:
     return OpenedRecords(records, name, labels, class_names)
   if source == 'tfds':
     name = _get(config_data, 'name', '')
-    data_dir = _get(config_data, 'dir', '') or None
+    data_dir = _data_dir(config_data) or None
     num_train = _num_train(config_data)
     size = tfds_source.tfds_num_examples(name, 'train', data_dir)
     split = 'train' if num_train >= size else f'train[0:{num_train}]'
