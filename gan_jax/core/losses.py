@@ -8,7 +8,7 @@ maximises it, so its loss is -V. The generator either minimises E_z log(1 - D(G(
 game as written) or maximises E_z log D(G(z)) (`non_saturating`, the paper's Section 3 advice and what
 its reference code trains).
 
-`GENERATOR_LOSSES` and `DISCRIMINATOR_LOSSES` are registries: a new loss is one function and one entry.
+`LOSSES` is the registry: a new loss is its functions and one entry.
 """
 
 from collections.abc import Callable
