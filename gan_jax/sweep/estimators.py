@@ -1,7 +1,7 @@
 """Estimators on plain numbers: a bootstrap CI of a mean, paired comparisons, Holm's correction and
 the budget curve (the expected best of k runs).
 
-Pure functions of numpy arrays and dicts (numpy and scipy, no JAX); gan_jax/sweep/stats.py applies
+Pure functions of numpy arrays and dicts (numpy and scipy; they compute nothing with JAX); gan_jax/sweep/stats.py applies
 them to a sweep's cells and axes, and re-exports them.
 
 What the numbers mean:

@@ -126,11 +126,11 @@ def write_tables(workdir: str, runs: list, spec: dict, command: str | None = Non
     cols += [_fmt_value(flat.get(k)) for k in space]
     for m in metric_names:
       mean, std, n = summary.get(name, {}).get(m, (math.nan, math.nan, 0))
-      text = "—" if not n else _fmt(mean) if n == 1 else f"{_fmt(mean)} ± {_fmt(std)}"  # no spread from one
+      text = "—" if not n else stats.fmt(mean) if n == 1 else f"{stats.fmt(mean)} ± {stats.fmt(std)}"  # no spread from one
       cols.append(f"**{text}**" if mark else text)
     if best_col:
       bests = [x["best_metrics"][best_col] for x in results if best_col in x.get("best_metrics", {})]
-      cols.append("—" if not bests else f"{_fmt(float(np.mean([b['value'] for b in bests])))} "
+      cols.append("—" if not bests else f"{stats.fmt(float(np.mean([b['value'] for b in bests])))} "
                   f"(step {int(np.mean([b['step'] for b in bests]))})")
     diverged = sum(1 for x in results if x["nonfinite_step"] is not None)
     cols += [f"{len(results)}/{len(seeds)}", str(diverged), f"{sum(x['time_s'] for x in results):.1f}"]
@@ -210,18 +210,10 @@ def plot_previews(path: str, previews: dict, config) -> None:
   files.atomic_savefig(fig, path)
 
 
-def _fmt(x: float) -> str:
-  if not math.isfinite(x):
-    return "nan"
-  if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
-    return f"{x:.2e}"
-  return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
-
-
 def _fmt_value(x) -> str:
   """A searched config value for the table: numbers in 3 significant digits."""
   if isinstance(x, float):
-    return _fmt(x)
+    return stats.fmt(x)
   if isinstance(x, list | tuple):
     return "x".join(_fmt_value(v) for v in x)
   return str(x)

@@ -17,6 +17,7 @@ from gan_jax import config as config_lib
 from gan_jax.errors import UserError
 from gan_jax.evaluation.evaluator import metric_kind
 from gan_jax.sweep import search as search_lib
+from gan_jax.sweep.stats import cell_name
 
 SPEC_KEYS = ("axes", "seeds", "metrics", "search")
 SEARCH_KEYS = ("space", "trials", "seed", "name")
@@ -38,10 +39,6 @@ class Run:
   @property
   def dirname(self) -> str:
     return os.path.join("runs", _slug(self.cell_name) or "base", f"seed_{self.seed}")
-
-
-def cell_name(cell) -> str:
-  return ", ".join(f"{axis}={label}" for axis, label in cell) or "base"
 
 
 def _slug(text: str) -> str:

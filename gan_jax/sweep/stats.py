@@ -1,7 +1,8 @@
 """Statistics of a sweep's results: per-cell confidence intervals, paired comparisons along each
 axis with Holm's correction, and budget curves.
 
-Pure functions on numbers (numpy and scipy, no JAX), so they run anywhere the results can be read.
+Pure functions on numbers (numpy and scipy; they compute nothing with JAX, though importing them
+through the `gan_jax.sweep` package also loads its runner), so they run wherever results can be read.
 The estimators themselves (bootstrap CI, paired tests, Holm, the budget curve) are in
 gan_jax/sweep/estimators.py and re-exported here; the Markdown and the plots in stats_report.py.
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from gan_jax.errors import UserError
 from gan_jax.sweep.estimators import (  # pylint: disable=unused-import  (re-exported)
-    DEFAULT_RESAMPLES, POWER, BudgetCurve, CellCI, Paired, diff_stats, finite, isfinite,
+    DEFAULT_RESAMPLES, BudgetCurve, CellCI, Paired, diff_stats, isfinite,
     budget_curve, cell_ci, holm, paired_comparison)
 
 
