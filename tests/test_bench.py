@@ -225,3 +225,14 @@ def test_grad_norm_cost_script_refuses_a_bad_round_count():
                         env=subprocess_env(1), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert proc.stderr.startswith("error: ") and "positive integer" in proc.stderr and "Traceback" not in proc.stderr
+  proc = subprocess.run([sys.executable, os.path.join("experiments", "perf", "grad_norm_cost.py"), "--help"],
+                        cwd=REPO, env=subprocess_env(1), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0 and "What the gradient-norm metrics cost" in proc.stdout
+
+
+def test_reproduce_script_answers_help_and_refuses_an_option():
+  script = os.path.join("experiments", "paper", "reproduce_mnist.sh")
+  proc = subprocess.run(["bash", script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0 and "reproduce_mnist.sh [DATA_DIR] [RUN_DIR]" in proc.stdout, proc.stderr
+  proc = subprocess.run(["bash", script, "--data=x"], cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2 and proc.stderr.startswith("error: unknown option --data=x")

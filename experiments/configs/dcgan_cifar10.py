@@ -11,7 +11,7 @@ one layer each). Weights N(0, 0.02), BN scales N(1, 0.02)
 (`model.normal_init_std`), no biases before BN. Non-saturating loss, Adam(2e-4, b1 = 0.5) for both,
 batch 128, 50,000 iterations (about 140 epochs). Batch statistics over the global batch (the same
 numbers on 1 or 8 devices); D normalises the real and the generated batch each with its own statistics.
-Unlike `dcgan_32.py` (the same shapes without BN), this is the paper's network.
+Unlike `dcgan_32.py` (a lighter baseline: G 256-128-64, no BN), this is the paper's network (G 512-256-128).
 
 Data: CIFAR-10's python archive (or its extracted folder), by default in $GAN_JAX_DATA/cifar10 or
 ~/gan_jax_data/cifar10 (another folder: `--config.data.dir=FOLDER`), train = the first 45,000 of

@@ -38,6 +38,8 @@ It takes one to three minutes on a 2-core CPU. The measured differences are in
 docs/EVALUATION.md.
 """
 
+from __future__ import annotations  # the torch annotations below stay unevaluated without torch
+
 import argparse
 import os
 import sys
@@ -46,9 +48,15 @@ import time
 
 import jax
 import numpy as np
-import torch
-import torch.nn.functional as F
-from pytorch_fid import inception as pfi
+
+try:
+  import torch
+  import torch.nn.functional as F
+  from pytorch_fid import inception as pfi
+except ImportError as _missing:  # --help still works; anything else is one error line
+  if __name__ == "__main__" and not {"-h", "--help"} & set(sys.argv[1:]):
+    sys.exit(f"error: this check needs PyTorch and pytorch-fid ({_missing}); "
+             "pip install torch pytorch-fid (and the torchvision built for that torch)")
 
 from gan_jax.evaluation import inception
 

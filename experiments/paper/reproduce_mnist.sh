@@ -8,6 +8,10 @@
 # `python -m gan_jax.data.fetch mnist` puts it); RUN_DIR: default runs/mnist_paper.
 # On one accelerator the 2,000-epoch run takes minutes (docs/PAPER.md); on 2 CPU cores it takes days.
 set -euo pipefail
+case "${1:-}" in
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -*) echo "error: unknown option $1; usage: $0 [DATA_DIR] [RUN_DIR]" >&2; exit 2 ;;
+esac
 DATA="${1:-${GAN_JAX_DATA:-$HOME/gan_jax_data}/mnist}"
 RUN="${2:-runs/mnist_paper}"
 PY="${PYTHON:-python}"

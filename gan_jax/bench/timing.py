@@ -253,7 +253,8 @@ def run(models, modes, seeds=(8, 16), steps_per_dispatch=5, repeats=3, quick=Fal
   log(f"timing {len(cases)} rows, {repeats} rounds")
   time_cases(cases, repeats, log)
   rows = summarize(cases, flops)
-  peak = matmul_peak_flops()
+  with jax.default_matmul_precision("float32"):  # the float32 rate, not TF32's (GPUs) or bf16 passes (TPUs)
+    peak = matmul_peak_flops()
   log(f"float32 matmul [200,1200]x[1200,1200]: {peak / 1e12:.3f} TFLOP/s")
   for row in rows:  # the physical floor: the iteration's FLOPs at that matmul rate
     row["floor_iters_per_s"] = row["runs"] * peak / flops[row["model"]][row["compute_dtype"]]
