@@ -301,3 +301,17 @@ def test_new_configs_build_and_take_a_step(name, shape):
   if name == "sngan_cifar10":
     assert (full.loss.name, full.k_disc_steps, full.batch_size, full.optimizer.b1, full.optimizer.b2,
             full.model.d_spectral_norm) == ("hinge", 5, 64, 0.0, 0.9, True)
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("num_classes", -1, "model.num_classes must be >= 0"),
+    ("g_norm", "foo", "unknown model.g_norm 'foo'"),
+    ("g_cond", "foo", "unknown model.g_cond 'foo'"),
+])
+def test_a_bad_component_value_is_named_before_what_the_model_supports(key, value, expected):
+  """On the MLP generator (neither conditional nor normalised) a bad value is reported as such, not as
+  'needs a class-conditional generator'."""
+  mc = load_config("digits", "smoke").model
+  mc[key] = value
+  with pytest.raises(UserError, match=expected):
+    models.build_generator(mc, (64,))

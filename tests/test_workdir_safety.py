@@ -56,6 +56,13 @@ def _one_line(e) -> str:
     ("model.d_hidden_keep", 1.5, "model.d_hidden_keep must be a keep probability in (0, 1]"),
     ("optimizer.b1", 1.0, "optimizer.b1 must be in [0, 1)"),
     ("batch_size", 0, "batch_size must be at least 1"),
+    ("ema.warmup", -3, "ema.warmup must be 0 or a number of steps"),
+    ("ema.start_step", -1, "ema.start_step must be 0 or a step"),
+    ("optimizer.decay_steps", -5, "optimizer.decay_steps must be 0"),
+    ("model.attention_res", -1, "model.attention_res must be 0 (off)"),
+    ("model.normal_init_std", -1.0, "model.normal_init_std must be 0"),
+    ("model.bn_momentum", 2.0, "model.bn_momentum must be in [0, 1)"),
+    ("model.sample_bn", "foo", "model.sample_bn must be 'train' or 'eval'"),
 ])
 def test_every_bad_value_is_one_line(key, value, expected):
   c = _config()

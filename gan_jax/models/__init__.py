@@ -20,7 +20,7 @@ generator builder takes (model_config, example_shape), a discriminator builder (
 import flax.linen as nn
 
 from gan_jax.errors import UserError
-from gan_jax.models import cifar, dcgan, mlp, resnet
+from gan_jax.models import cifar, conditional, dcgan, mlp, norm, resnet
 from gan_jax.models.layers import compute_dtype, output_bias_for_data
 
 __all__ = ["GENERATORS", "DISCRIMINATORS", "build_generator", "build_discriminator", "uses_dropout",
@@ -63,6 +63,10 @@ def build_discriminator(model_config) -> nn.Module:
 
 
 def _check_components(mc, name: str, what: str, norm_key: str) -> None:
+  # The values first, then whether this model supports them: `num_classes=-1` is a bad value, not a
+  # request for a conditional model.
+  conditional.check(mc)
+  norm.check_norm(mc.get(norm_key, "none"), f"model.{norm_key}")
   if name in CONDITIONAL:
     return
   if mc.get("num_classes", 0):
