@@ -24,8 +24,9 @@ def main(argv):
   from gan_jax import train  # pylint: disable=g-import-not-at-top
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   logging.info("done: %s", summary)
-  print(f"trained to step {summary['step']} in {summary['wall_time_s']:.1f} s "
-        f"({summary['iters_per_s']} it/s); outputs in {_WORKDIR.value}")
+  rate = summary["iters_per_s"]  # None when no step ran outside compilation (e.g. a short resume)
+  print(f"trained to step {summary['step']} in {summary['wall_time_s']:.1f} s"
+        f"{f' ({rate} it/s)' if rate is not None else ''}; outputs in {_WORKDIR.value}")
 
 
 if __name__ == "__main__":

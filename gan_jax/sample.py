@@ -16,7 +16,7 @@ from gan_jax import cli
 from gan_jax.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder (the --workdir of gan_jax.main).")
-_STEP = flags.DEFINE_integer("step", None, "A kept checkpoint's step (default: the newest).")
+_STEP = flags.DEFINE_string("step", "", "A kept checkpoint's step, or 'best' (default: the newest).")
 _NUM = flags.DEFINE_integer("num", 64, "How many samples.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples' noise (the same seed, the same samples).")
 _OUT = flags.DEFINE_string("out", "", "Write a PNG grid (images) or plot (toy data) here.")
@@ -31,6 +31,10 @@ def main(argv):
     raise UserError("nothing to write: pass --out=grid.png and/or --npy=samples.npy")
   if _NUM.value < 1:
     raise UserError(f"--num must be at least 1, got {_NUM.value}")
+  step = _STEP.value or None
+  if step not in (None, "best") and not step.isdigit():
+    raise UserError(f"--step must be a checkpoint's step or 'best', got {step!r}")
+  step = int(step) if step and step.isdigit() else step
   from gan_jax.run import files  # pylint: disable=g-import-not-at-top  (no JAX: fast errors)
   for path, ext, flag in ((_OUT.value, ".png", "--out"), (_NPY.value, ".npy", "--npy")):
     if path and not path.endswith(ext):
@@ -43,7 +47,7 @@ def main(argv):
 
   from gan_jax.run import plotting  # pylint: disable=g-import-not-at-top
   from gan_jax.run.reader import load_run  # pylint: disable=g-import-not-at-top
-  run = load_run(_WORKDIR.value, _STEP.value, _DATA_DIR.value or None)
+  run = load_run(_WORKDIR.value, step, _DATA_DIR.value or None)
   title = f"{os.path.basename(os.path.abspath(_WORKDIR.value))}, step {run.step}, seed {_SEED.value}"
   if _NPY.value:
     raw = run.reader.generate(run.state, _NUM.value, _SEED.value)

@@ -74,8 +74,7 @@ def _first_nonfinite(metrics: dict, first_step: int):
 
 def _first_nonfinite_state(state: gan_lib.GANState):
   """The name of the first part of a host state holding a NaN or Inf, or None."""
-  for name in ("g_params", "d_params", "g_opt_state", "d_opt_state", "ema_params", "g_batch_stats",
-               "d_batch_stats"):
+  for name in gan_lib.REQUIRED_FIELDS + gan_lib.OPTIONAL_FIELDS:
     for leaf in jax.tree.leaves(getattr(state, name)):
       a = np.asarray(leaf)
       if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():

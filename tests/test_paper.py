@@ -248,3 +248,20 @@ def test_user_mistakes_are_one_line(module, args, message):
 def test_reader_refuses_an_empty_workdir(tmp_path):
   with pytest.raises(UserError, match="no finished checkpoint"):
     run_lib.RunReader(str(tmp_path))
+
+
+def test_a_damaged_baselines_cache_is_computed_again(tmp_path):
+  from gan_jax.paper import baselines  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  train, validation, test = (rng.random((n, 4)).astype(np.float32) for n in (40, 10, 10))
+  cache = tmp_path / "parzen_baselines.json"
+  cache.write_text('{"key": {"data": "x"}, "resu')  # a write cut short
+  lines = []
+  first = baselines.score(train, validation, test, str(cache), {"data": "x"}, num_images=20, num_centroids=5,
+                          log=lines.append)
+  assert any("cannot be read" in line for line in lines) and set(first) == {baselines.TRAINING_IMAGES,
+                                                                             baselines.KMEANS}
+  lines.clear()
+  assert baselines.score(train, validation, test, str(cache), {"data": "x"}, num_images=20, num_centroids=5,
+                         log=lines.append) == first
+  assert any("reusing" in line for line in lines)  # the recomputed cache was written whole

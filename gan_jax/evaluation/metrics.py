@@ -246,7 +246,7 @@ class _Context:
   def _need_classifier(self) -> classifier_lib.ClassifierParams:
     if self.classifier is None:
       raise UserError("image metrics need a classifier; pass classifier=classifier_cache.get_or_train_classifier"
-                      "(...)[0] from gan_jax.evaluation.classifier.")
+                      "(...)[0] from gan_jax.evaluation.classifier_cache.")
     return self.classifier
 
   @functools.cached_property

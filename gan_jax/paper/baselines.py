@@ -57,10 +57,14 @@ def score(train, validation, test, cache_path: str, key: dict, num_images: int =
     {name: ParzenResult.to_json_dict() plus 'n_samples'} for TRAINING_IMAGES and KMEANS.
   """
   key = dict(key, num_images=num_images, num_centroids=num_centroids, seed=seed)
+  cached = {}
   if os.path.exists(cache_path):
-    with open(cache_path, encoding="utf-8") as f:
-      cached = json.load(f)
-    if cached.get("key") == key:
+    try:
+      with open(cache_path, encoding="utf-8") as f:
+        cached = json.load(f)
+    except (OSError, ValueError):  # a damaged cache is recomputed (and rewritten below)
+      log(f"baselines: {cache_path} cannot be read; computing the baselines again")
+    if isinstance(cached, dict) and cached.get("key") == key:
       log(f"baselines: reusing {cache_path}")
       return cached["results"]
   flat = np.asarray(train, np.float32).reshape(len(train), -1)
