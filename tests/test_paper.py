@@ -132,7 +132,9 @@ def test_nearest_neighbours_match_brute_force():
 
 def test_figures_2_and_3_show_samples_with_their_nearest_training_example(run, tmp_path):
   workdir, _, _ = run
-  record = figures.run_figures(workdir, str(tmp_path), step=40, rows=2, cols=3, log=lambda _: None)
+  record = figures.run_figures(workdir, str(tmp_path), step=40, rows=2, cols=3, log=lambda _: None,
+                               command="python -m gan_jax.paper.figures ...")
+  assert record["date"] and record["device"] and record["command"].startswith("python -m gan_jax.paper.figures")
   f2 = record["figure2"]
   reader = run_lib.RunReader(workdir)
   samples = reader.samples(reader.restore(40), 6, seed=0)

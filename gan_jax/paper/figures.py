@@ -10,6 +10,7 @@ Figure 3 (`figure3.png`): rows of samples along straight lines between random pa
 same distances for held-out validation images, which no one can have memorised.
 """
 
+import datetime
 import json
 import math
 import os
@@ -127,7 +128,7 @@ def figure3(reader, state, step: int, path: str, rows: int = 6, steps: int = 12,
 
 
 def run_figures(workdir: str, out: str, step: int | None = None, dataset_dir: str | None = None,
-                seed: int = 0, rows: int = 4, cols: int = 5, log=print) -> dict:
+                seed: int = 0, rows: int = 4, cols: int = 5, log=print, command: str = "") -> dict:
   """Writes figure2.png, figure3.png and figures.json into `out`; returns the record."""
   from gan_jax.paper import run as run_lib  # pylint: disable=import-outside-toplevel
 
@@ -137,7 +138,9 @@ def run_figures(workdir: str, out: str, step: int | None = None, dataset_dir: st
   step = reader.latest_or(step)
   state = reader.restore(step)
   log(f"{reader.workdir}: checkpoint at step {step} (epoch {reader.epoch(step):g})")
-  record = {"workdir": workdir, "step": step, "epoch": reader.epoch(step), "dataset": reader.data.name,
+  record = {"date": datetime.date.today().isoformat(), "device": run_lib.device_description(),
+            "command": command, "workdir": workdir, "step": step, "epoch": reader.epoch(step),
+            "dataset": reader.data.name,
             "figure2": figure2(reader, state, step, os.path.join(out, "figure2.png"), rows, cols, seed),
             "figure3": figure3(reader, state, step, os.path.join(out, "figure3.png"), seed=seed)}
   run_lib.write_text(os.path.join(out, "figures.json"), json.dumps(record, indent=2) + "\n")
@@ -160,7 +163,8 @@ def main(argv):
     from gan_jax.run import files  # pylint: disable=import-outside-toplevel
     files.check_destination(f.out, "--out", folder=True)
   run_figures(f.workdir, f.out or os.path.join(f.workdir, "paper", "figures"), f.step,
-              f.dataset_dir, f.seed, f.rows, f.cols)
+              f.dataset_dir, f.seed, f.rows, f.cols,
+              command=" ".join(["python -m gan_jax.paper.figures"] + sys.argv[1:]))
 
 
 def _define_flags():
