@@ -104,9 +104,8 @@ def test_cli_every_mode(tmp_path):
 def test_cli_user_errors():
   env = subprocess_env(1)
   for flag, message in (("--models=resnet", "unknown model 'resnet'"), ("--modes=scan,fast", "unknown mode"),
-                        ("--seeds=8,x", "--seeds must be"), ("--num_examples=-5", "--num_examples must be"),
-                        ("--num_examples=10", "--num_examples=10 is smaller than one batch of 100 (mnist_mlp)"),
-                        (f"--json_out={__file__}/report.json", "cannot be made: " + __file__ + " is a file")):
+                        ("--seeds=8,x", "--seeds must be"),
+                        ("--num_examples=10", "--num_examples=10 is smaller than one batch of 100 (mnist_mlp)")):
     proc = subprocess.run([sys.executable, "-m", "gan_jax.bench", flag], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

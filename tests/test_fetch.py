@@ -353,8 +353,6 @@ def test_cli_help():
 
 @pytest.mark.parametrize('args,message', [
     (['--timeout=inf'], '--timeout must be a number of seconds in (0, 3600.0], got inf'),
-    (['--timeout=nan'], '--timeout must be a number of seconds'),
-    (['--timeout=0'], '--timeout must be a number of seconds'),
     (['--mirror=http://[::1', '--noknown_mirrors'], "mirror 'http://[::1' is not a URL"),
 ])
 def test_cli_bad_timeout_and_mirror(tmp_path, args, message):

@@ -288,3 +288,20 @@ def test_summary_records_versions_and_device(tmp_path):
   summary = train.train_and_evaluate(_config(), str(tmp_path))
   assert summary["versions"] == environment.versions() and summary["versions"]["jax"] == jax.__version__
   assert summary["device"] and np.isfinite(summary["d_loss"])
+
+
+def test_check_destination(tmp_path):
+  """The check every command runs on its output path before working: one line for a path blocked by
+  a file or of the wrong kind; a new or matching path passes."""
+  (tmp_path / "a_file").write_text("x")
+  (tmp_path / "a_dir").mkdir()
+  files.check_destination(str(tmp_path / "new" / "deeper" / "out.json"), "--json_out")
+  files.check_destination(str(tmp_path / "a_file"), "--json_out")  # an existing file may be replaced
+  files.check_destination(str(tmp_path / "a_dir"), "--out", folder=True)
+  for path, folder, message in ((tmp_path / "a_file" / "out.json", False, "cannot be made: .*a_file is a file"),
+                                (tmp_path / "a_dir", False, "is a folder; pass a file path"),
+                                (tmp_path / "a_file", True, "is a file; pass a folder path")):
+    with pytest.raises(UserError, match=message) as e:
+      files.check_destination(str(path), "--out", folder=folder)
+    assert _one_line(e)
+  assert (tmp_path / "a_file").read_text() == "x" and not (tmp_path / "new").exists()
